@@ -1,0 +1,278 @@
+//! The shared executor behaviour suite: written once, run against every backend.
+//!
+//! A backend crate enables the `conformance` feature in its dev-dependencies and expands
+//! [`conformance_tests!`](crate::conformance_tests) with a factory that makes an executor with
+//! the given number of workers; each check becomes its own `#[test]`. The task functions live
+//! here, in the library, so an executor that ships calls to other processes finds them in its
+//! workers too.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{as_completed, wait, Error, Executor, ExecutorExt, MapOptions, ReturnWhen};
+
+/// Polls `future` to completion on this thread, parking between wake-ups (native only).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => return out,
+            std::task::Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+/// Makes an executor with the given number of workers.
+pub type Factory<'a> = &'a dyn Fn(usize) -> Box<dyn Executor>;
+
+/// Squares its input.
+pub fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Sleeps `ms` milliseconds, then returns `ms`.
+pub fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Panics when `x` is 13, returns `x` otherwise.
+pub fn panics_on_13(x: u32) -> u32 {
+    assert_ne!(x, 13, "unlucky number");
+    x
+}
+
+/// Returns a string built from its input, to check non-numeric values.
+pub fn describe(x: (u32, String)) -> String {
+    format!("{}:{}", x.1, x.0)
+}
+
+/// `submit` runs the function on the argument and the future holds the result.
+pub fn submit_returns_the_result(make: Factory<'_>) {
+    let pool = make(2);
+    let f = pool.submit(square, 12).unwrap();
+    assert_eq!(f.result(Some(Duration::from_secs(30))), Ok(144));
+    assert!(f.done() && !f.running() && !f.cancelled());
+    let s = pool.submit(describe, (7, "seven".into())).unwrap();
+    assert_eq!(s.join(), Ok("seven:7".to_string()));
+}
+
+/// `map` yields results in input order whatever the finishing order, for several chunk sizes.
+pub fn map_keeps_input_order(make: Factory<'_>) {
+    let pool = make(3);
+    let inputs: Vec<u64> = (0..40).map(|i| (i * 7) % 5).collect();
+    let expected: Vec<u64> = inputs.clone();
+    for chunksize in [None, Some(1), Some(3), Some(100)] {
+        let mut options = MapOptions::new();
+        options.chunksize = chunksize;
+        let got: Vec<u64> = pool
+            .map_with(sleep_ms, inputs.clone(), options)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got, expected, "chunksize {chunksize:?}");
+    }
+    let squares: Vec<u64> = pool
+        .map(square, 0..1000)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(squares, (0..1000).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// `map` over no inputs yields nothing.
+pub fn map_of_nothing_is_empty(make: Factory<'_>) {
+    let pool = make(2);
+    assert_eq!(pool.map(square, Vec::new()).unwrap().count(), 0);
+}
+
+/// A zero chunk size is an error, not a panic or a hang.
+pub fn map_rejects_a_zero_chunksize(make: Factory<'_>) {
+    let pool = make(1);
+    let err = pool
+        .map_with(square, [1, 2], MapOptions::new().chunksize(0))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+}
+
+/// A panicking call fails its own future, at its place in `map`, with message and location;
+/// the executor keeps working.
+pub fn a_panic_fails_only_its_task(make: Factory<'_>) {
+    let pool = make(2);
+    for chunksize in [1, 5] {
+        let results: Vec<_> = pool
+            .map_with(panics_on_13, 10..17, MapOptions::new().chunksize(chunksize))
+            .unwrap()
+            .collect();
+        for (x, r) in (10..17).zip(results) {
+            if x == 13 {
+                match r {
+                    Err(Error::Panicked(p)) => {
+                        assert!(p.message.contains("unlucky number"), "{p}");
+                        assert!(p.location.is_some_and(|l| l.contains("conformance.rs")));
+                    }
+                    other => panic!("expected a panic error, got {other:?}"),
+                }
+            } else {
+                assert_eq!(r, Ok(x));
+            }
+        }
+    }
+    assert_eq!(pool.submit(square, 3).unwrap().result(None), Ok(9));
+}
+
+/// After `shutdown`, `submit` and `map` fail with [`Error::ShutDown`]; shutting down twice is
+/// harmless.
+pub fn submit_after_shutdown_fails(make: Factory<'_>) {
+    let pool = make(2);
+    pool.shutdown(true, false);
+    assert_eq!(pool.submit(square, 1).unwrap_err(), Error::ShutDown);
+    assert_eq!(pool.map(square, [1]).unwrap_err(), Error::ShutDown);
+    pool.shutdown(true, true);
+}
+
+/// `shutdown(wait = true)` returns only when every submitted task is done.
+pub fn shutdown_waits_for_the_work(make: Factory<'_>) {
+    let pool = make(2);
+    let futures: Vec<_> = (0..6).map(|_| pool.submit(sleep_ms, 20).unwrap()).collect();
+    pool.shutdown(true, false);
+    for f in &futures {
+        assert!(f.done(), "shutdown(wait) returned before a task finished");
+        assert_eq!(f.result(Some(Duration::ZERO)), Ok(20));
+    }
+}
+
+/// `shutdown(cancel_futures = true)` cancels what has not started; everything ends exactly once.
+pub fn shutdown_with_cancel_resolves_every_future(make: Factory<'_>) {
+    let pool = make(1);
+    let resolved = Arc::new(AtomicUsize::new(0));
+    let futures: Vec<_> = (0..20)
+        .map(|_| {
+            let f = pool.submit(sleep_ms, 10).unwrap();
+            let r = resolved.clone();
+            f.add_done_callback(move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            f
+        })
+        .collect();
+    pool.shutdown(true, true);
+    for f in &futures {
+        match f.result(Some(Duration::from_secs(30))) {
+            Ok(10) | Err(Error::Cancelled) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(resolved.load(Ordering::SeqCst), futures.len());
+}
+
+/// `cancel` returns true exactly for the futures that end cancelled.
+pub fn cancel_agrees_with_the_outcome(make: Factory<'_>) {
+    let pool = make(1);
+    let futures: Vec<_> = (0..10).map(|_| pool.submit(sleep_ms, 5).unwrap()).collect();
+    let cancelled: Vec<bool> = futures.iter().rev().map(|f| f.cancel()).collect();
+    for (f, was_cancelled) in futures.iter().rev().zip(cancelled) {
+        let outcome = f.result(Some(Duration::from_secs(30)));
+        assert_eq!(
+            outcome == Err(Error::Cancelled),
+            was_cancelled,
+            "{outcome:?}"
+        );
+    }
+}
+
+/// `wait` and `as_completed` see every future of an executor finish.
+pub fn wait_and_as_completed_see_every_future(make: Factory<'_>) {
+    let pool = make(2);
+    let futures: Vec<_> = (0..8u64)
+        .map(|i| pool.submit(sleep_ms, i % 3).unwrap())
+        .collect();
+    let waited = wait(
+        &futures,
+        Some(Duration::from_secs(30)),
+        ReturnWhen::AllCompleted,
+    )
+    .unwrap();
+    assert_eq!(waited.done.len(), 8);
+    let mut seen: Vec<u64> = as_completed(&futures, Some(Duration::from_secs(30)))
+        .map(|f| f.unwrap().result(None).unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 0, 0, 1, 1, 1, 2, 2]);
+}
+
+/// Done-callbacks run once for every future.
+pub fn done_callbacks_run_for_every_task(make: Factory<'_>) {
+    let pool = make(2);
+    let count = Arc::new(AtomicUsize::new(0));
+    let futures: Vec<_> = (0..50)
+        .map(|i| {
+            let f = pool.submit(square, i).unwrap();
+            let c = count.clone();
+            f.add_done_callback(move |f| {
+                assert!(f.done());
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+            f
+        })
+        .collect();
+    for f in &futures {
+        f.wait(None);
+    }
+    pool.shutdown(true, false);
+    assert_eq!(count.load(Ordering::SeqCst), 50);
+}
+
+/// The worker count is what was asked for (or 1 for a serial executor).
+pub fn reports_its_worker_count(make: Factory<'_>) {
+    let pool = make(3);
+    assert!(
+        matches!(pool.max_workers(), 1 | 3),
+        "{}",
+        pool.max_workers()
+    );
+    assert!(!pool.name().is_empty());
+}
+
+/// Futures can be awaited as well as blocked on.
+pub fn futures_can_be_awaited(make: Factory<'_>) {
+    let pool = make(2);
+    let map = pool.map(square, 0..5u64).unwrap();
+    let got = block_on(map.collect_async());
+    assert_eq!(got, (0..5u64).map(|x| Ok(x * x)).collect::<Vec<_>>());
+}
+
+/// Expands to one `#[test]` per behaviour of the shared suite, for the executor made by the
+/// factory expression (a closure `|workers: usize| -> Box<dyn Executor>`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@tests $factory;
+            submit_returns_the_result, map_keeps_input_order, map_of_nothing_is_empty,
+            map_rejects_a_zero_chunksize, a_panic_fails_only_its_task,
+            submit_after_shutdown_fails, shutdown_waits_for_the_work,
+            shutdown_with_cancel_resolves_every_future, cancel_agrees_with_the_outcome,
+            wait_and_as_completed_see_every_future, done_callbacks_run_for_every_task,
+            reports_its_worker_count, futures_can_be_awaited);
+    };
+    (@tests $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let factory = $factory;
+                $crate::conformance::$name(&|workers: usize| -> ::std::boxed::Box<dyn $crate::Executor> {
+                    factory(workers)
+                });
+            }
+        )*
+    };
+}

@@ -1,0 +1,132 @@
+//! The one error type every primepool operation returns.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which worker ran (or held) a task: an OS process id natively, a Web Worker index in the
+/// browser, or a thread index for thread pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WorkerId {
+    /// An operating-system process id.
+    Process(u32),
+    /// The index of a Web Worker in its pool.
+    WebWorker(u32),
+    /// The index of a thread in its pool.
+    Thread(u32),
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerId::Process(pid) => write!(f, "process {pid}"),
+            WorkerId::WebWorker(i) => write!(f, "web worker {i}"),
+            WorkerId::Thread(i) => write!(f, "thread {i}"),
+        }
+    }
+}
+
+/// A panic caught inside a task: what it said and where it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskPanic {
+    /// The panic message (the payload, when it was a string).
+    pub message: String,
+    /// `file:line:column` of the panic, when the panic hook saw it.
+    pub location: Option<String>,
+}
+
+impl fmt::Display for TaskPanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(at) => write!(f, "'{}' at {at}", self.message),
+            None => write!(f, "'{}'", self.message),
+        }
+    }
+}
+
+/// Everything that can go wrong with a task or an executor.
+///
+/// Errors are `Clone` because a future keeps its outcome and can report it more than once, as
+/// `Future.exception()` does in Python.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The future was cancelled before it started running.
+    #[error("the task was cancelled before it started")]
+    Cancelled,
+    /// Waiting for a result took longer than the timeout given.
+    #[error("timed out after {0:?} waiting for the task; it may still finish later")]
+    TimedOut(Duration),
+    /// The task panicked; the worker that ran it lives on.
+    #[error("the task panicked: {0}")]
+    Panicked(TaskPanic),
+    /// The worker holding the task died (crashed, exited or was killed from outside) before
+    /// answering. Other tasks are unaffected; the pool replaces the worker.
+    #[error("{worker} died while running the task ({status}); a replacement worker was started")]
+    WorkerDied {
+        /// The worker that died.
+        worker: WorkerId,
+        /// How it ended: exit status or signal, as the operating system reported it.
+        status: String,
+    },
+    /// The running task was stopped on purpose (`Future::terminate` or a per-task timeout): its
+    /// worker was ended and replaced.
+    #[error("the task was terminated: {0}")]
+    Terminated(String),
+    /// `submit` or `map` was called after `shutdown`.
+    #[error("cannot schedule new tasks after the executor was shut down")]
+    ShutDown,
+    /// The executor can no longer run tasks (e.g. a worker initializer failed); the text says why.
+    #[error("the executor is broken: {0}")]
+    Broken(String),
+    /// An argument or a result could not be encoded or decoded for the trip to another worker.
+    #[error("serialization failed: {0}")]
+    Serialization(String),
+    /// A blocking wait was requested where blocking is impossible (the browser's main thread);
+    /// await the future instead.
+    #[error("cannot block on this thread (the browser's main thread never blocks); await the future instead")]
+    WouldBlock,
+    /// An argument to the API was out of range (a zero chunk size or worker count, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The result was already moved out of this future by `join` or `.await`.
+    #[error("the result was already taken from this future (by join or await)")]
+    ResultTaken,
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn invalid(what: impl Into<String>) -> Self {
+        Error::InvalidArgument(what.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_texts_name_the_cause_and_the_remedy() {
+        let died = Error::WorkerDied {
+            worker: WorkerId::Process(42),
+            status: "killed by signal 9 (SIGKILL)".into(),
+        };
+        assert_eq!(
+            died.to_string(),
+            "process 42 died while running the task (killed by signal 9 (SIGKILL)); a replacement worker was started"
+        );
+        let panicked = Error::Panicked(TaskPanic {
+            message: "boom".into(),
+            location: Some("src/lib.rs:1:2".into()),
+        });
+        assert_eq!(
+            panicked.to_string(),
+            "the task panicked: 'boom' at src/lib.rs:1:2"
+        );
+        assert!(Error::WouldBlock.to_string().contains("await"));
+        assert!(Error::ShutDown
+            .to_string()
+            .contains("after the executor was shut down"));
+    }
+}

@@ -1,0 +1,1 @@
+//! The `primepool` command line (placeholder; see issue 5).

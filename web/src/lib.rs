@@ -1,0 +1,1 @@
+//! primepool in the browser (placeholder until the web issue lands).

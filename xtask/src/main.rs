@@ -1,0 +1,37 @@
+//! Build orchestration for primepool, in Rust so it runs wherever cargo does.
+//!
+//! `cargo xtask test` is the one command CI runs (`.ci/run`) and a user types: it installs what
+//! is missing on a fresh machine, then runs every check. See `cargo xtask help`.
+
+mod install;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+commands:
+  test          install what is missing, then fmt, clippy, docs, all tests and the wasm builds
+  help          this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test::main(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command '{other}'\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

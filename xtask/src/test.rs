@@ -1,0 +1,41 @@
+//! `cargo xtask test`: every check CI runs, after installing what is missing.
+
+use crate::install;
+use crate::util::{cargo, run};
+
+/// Runs fmt, clippy, the docs, all tests, and the wasm build of the core.
+pub fn run_all() -> Result<(), String> {
+    install::rustup_target(None, "wasm32-unknown-unknown")?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    run(cargo().args(["test", "--workspace"]))?;
+    run(cargo().args([
+        "build",
+        "-p",
+        "primepool-core",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+/// Entry point with the command-line arguments after `test`.
+pub fn main(args: &[String]) -> Result<(), String> {
+    if let Some(unknown) = args.first() {
+        return Err(format!(
+            "`cargo xtask test` takes no arguments (got '{unknown}')"
+        ));
+    }
+    run_all()
+}
