@@ -218,7 +218,10 @@ fn stress(name: &str, pool: Box<dyn Executor>) -> Tally {
     tally
 }
 
-fn executors() -> Vec<(&'static str, Box<dyn Fn() -> Box<dyn Executor>>)> {
+/// Makes a fresh executor for one round.
+type Maker = Box<dyn Fn() -> Box<dyn Executor>>;
+
+fn executors() -> Vec<(&'static str, Maker)> {
     vec![(
         "serial",
         Box::new(|| Box::new(primepool::SerialExecutor::new())),
