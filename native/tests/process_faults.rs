@@ -88,7 +88,10 @@ fn a_task_that_aborts_fails_alone_while_100_others_succeed() {
 #[test]
 fn exit_and_segfault_in_a_task_name_the_status() {
     let pool = support::pool(1);
-    died(pool.submit(exit_with, 3).unwrap().result(WAIT), "exit status 3");
+    died(
+        pool.submit(exit_with, 3).unwrap().result(WAIT),
+        "exit status 3",
+    );
     died(pool.submit(segfault, ()).unwrap().result(WAIT), "SIGSEGV");
     assert_eq!(pool.submit(square, 7).unwrap().result(WAIT), Ok(49));
 }
@@ -185,7 +188,10 @@ fn after_shutdown_no_worker_process_remains() {
     seen.extend(pool.worker_pids());
     pool.shutdown(true, false);
     for pid in &seen {
-        assert!(support::stat(*pid).is_none(), "worker {pid} remains after shutdown");
+        assert!(
+            support::stat(*pid).is_none(),
+            "worker {pid} remains after shutdown"
+        );
     }
     drop(pool);
 }
@@ -203,7 +209,12 @@ fn use_a_pool_then_count_children() {
             .unwrap();
         let _ = pool.submit(abort, ()).unwrap().result(WAIT);
         let _ = pool.submit(exit_with, 1).unwrap().result(WAIT);
-        support::signal(pool.worker_pids()[0], libc::SIGKILL);
+        let busy = pool.submit(sleep_then_pid, 2000).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        for pid in pool.worker_pids() {
+            support::signal(pid, libc::SIGKILL);
+        }
+        assert!(matches!(busy.result(WAIT), Err(Error::WorkerDied { .. })));
         let total: u64 = pool.map(square, 0..100).unwrap().map(|r| r.unwrap()).sum();
         assert_eq!(total, 328_350);
     }
@@ -216,7 +227,10 @@ fn use_a_pool_then_count_children() {
 fn a_process_that_used_a_pool_has_no_children_left() {
     let out = support::run_ignored_test("use_a_pool_then_count_children", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("NO CHILDREN LEFT"), "{out:?}");
+    assert!(
+        out.status.success() && stdout.contains("NO CHILDREN LEFT"),
+        "{out:?}"
+    );
 }
 
 /// Run as a child process: starts a busy pool, prints its worker pids, then waits to be
@@ -238,7 +252,12 @@ fn busy_pool_until_killed() {
 fn workers_exit_promptly_when_their_pool_process_is_killed() {
     let exe = std::env::current_exe().unwrap();
     let mut parent = std::process::Command::new(exe)
-        .args(["busy_pool_until_killed", "--exact", "--ignored", "--nocapture"])
+        .args([
+            "busy_pool_until_killed",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -259,5 +278,8 @@ fn workers_exit_promptly_when_their_pool_process_is_killed() {
     let all_gone = support::eventually(Duration::from_secs(2), || {
         workers.iter().all(|&pid| support::exited(pid))
     });
-    assert!(all_gone, "workers {workers:?} outlived their pool's process by 2 s");
+    assert!(
+        all_gone,
+        "workers {workers:?} outlived their pool's process by 2 s"
+    );
 }

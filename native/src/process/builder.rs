@@ -18,6 +18,10 @@ use super::ProcessPoolExecutor;
 ///
 /// fn setup() { /* runs once in each worker, like Python's initializer */ }
 ///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
 /// fn main() {
 ///     primepool::run_worker_if_requested();
 ///     let pool = ProcessPoolExecutor::builder()
@@ -27,7 +31,8 @@ use super::ProcessPoolExecutor;
 ///         .task_timeout(Duration::from_secs(60))
 ///         .build()
 ///         .unwrap();
-///     assert_eq!(pool.submit(u32::pow, 3).unwrap_err().to_string().len() > 0, false);
+///     let squares: Vec<u64> = pool.map(square, 0..10).unwrap().map(Result::unwrap).collect();
+///     assert_eq!(squares[9], 81);
 /// }
 /// ```
 #[derive(Debug, Clone, Default)]

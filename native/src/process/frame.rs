@@ -266,7 +266,11 @@ mod tests {
             while let Some(r) = reader.next_frame()? {
                 frames.push(reader.payload(r).to_vec());
             }
-            if reader.fill(&mut src)? == 0 {
+            let n = reader.fill(&mut src).map_err(|e| {
+                let inner = e.into_inner().expect("only framing errors");
+                *inner.downcast::<FrameError>().expect("a FrameError")
+            })?;
+            if n == 0 {
                 reader.finish()?;
                 return Ok(frames);
             }

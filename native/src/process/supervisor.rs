@@ -87,6 +87,8 @@ struct InFlight {
     id: u64,
     job: Job,
     calls: u32,
+    /// Where its frame ends in the channel's byte stream (see `Conn::delivered`).
+    frame_end: u64,
     /// Set when the job is being stopped, with the time the request went out.
     stop: Option<(StopReason, Option<Instant>)>,
 }
@@ -372,6 +374,9 @@ struct Conn {
     reader: FrameReader,
     outbox: Vec<u8>,
     written: usize,
+    /// Bytes the worker's socket accepted so far: a job whose frame ends beyond this never
+    /// reached the worker (it was already gone) and can safely run elsewhere.
+    delivered: u64,
     /// Since when the pool has been waiting for the process to exit.
     closed_at: Option<Instant>,
 }
@@ -379,6 +384,11 @@ struct Conn {
 impl Conn {
     fn pending(&self) -> usize {
         self.outbox.len() - self.written
+    }
+
+    /// The stream position just past everything queued so far.
+    fn queued_end(&self) -> u64 {
+        self.delivered + self.pending() as u64
     }
 
     fn close(&mut self, now: Instant) {
@@ -401,7 +411,10 @@ impl Conn {
         while self.written < self.outbox.len() {
             match stream.write(&self.outbox[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
+                Ok(n) => {
+                    self.written += n;
+                    self.delivered += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -453,6 +466,8 @@ impl Drop for Io {
 impl Io {
     fn run(mut self, started: &mpsc::Sender<Result<(), Error>>) {
         let _ = self.shared.io_thread.set(std::thread::current().id());
+        // The constructor waits for the first worker only: the others start while it boots
+        // and the first tasks are on their way.
         if let Err(e) = self.spawn_missing(true) {
             let _ = started.send(Err(e));
             self.close_all();
@@ -486,12 +501,18 @@ impl Io {
             state.sleeping = true;
         }
         fail_all(failures);
-        if let Err(e) = self.spawn_missing(false) {
-            self.break_pool(&e.to_string());
-        }
         for i in 0..self.conns.len() {
             self.flush(i);
         }
+        let timeout = match self.spawn_missing(false) {
+            // One worker per turn, so that the new one gets work before the next is started.
+            Ok(true) => Some(Duration::ZERO),
+            Ok(false) => timeout,
+            Err(e) => {
+                self.break_pool(&e.to_string());
+                Some(Duration::ZERO)
+            }
+        };
         self.wait_and_read(timeout);
         self.reap(Instant::now());
         true
@@ -565,6 +586,7 @@ impl Io {
                 continue;
             }
             job.set_terminator(terminator(&self.shared, id));
+            let frame_end = self.conns[i].queued_end();
             let worker = &mut state.workers[i];
             if worker.in_flight.is_empty() {
                 worker.head_since = now;
@@ -573,6 +595,7 @@ impl Io {
                 id,
                 job,
                 calls,
+                frame_end,
                 stop: None,
             });
             worker.sent += 1;
@@ -927,7 +950,7 @@ impl Io {
             if conn.stream.is_some() {
                 self.read(i);
             }
-            self.conns.remove(i);
+            let delivered = self.conns.remove(i).delivered;
             let shared = Arc::clone(&self.shared);
             let failures = {
                 let mut state = shared.lock();
@@ -935,6 +958,7 @@ impl Io {
                 bury(
                     &mut state,
                     worker,
+                    delivered,
                     &sys::describe(status),
                     &shared.config,
                     &mut self.startup_failures,
@@ -945,69 +969,83 @@ impl Io {
     }
 
     /// Decides the fate of the jobs a dead worker held.
-    /// Starts workers until the pool is at full strength (when there is reason to).
-    fn spawn_missing(&mut self, initial: bool) -> Result<(), Error> {
-        let missing = {
+    /// Starts one worker if the pool is short of its strength (and there is reason to);
+    /// returns whether it started one.
+    fn spawn_missing(&mut self, initial: bool) -> Result<bool, Error> {
+        {
             let state = self.shared.lock();
             let work_left =
                 !state.queue.is_empty() || state.workers.iter().any(|w| !w.in_flight.is_empty());
             if state.broken.is_some() || (state.shutdown && !work_left) {
-                return Ok(());
+                return Ok(false);
             }
             let active = state.workers.iter().filter(|w| w.accepts_work()).count();
-            self.shared.config.max_workers.saturating_sub(active)
-        };
-        if missing == 0 || self.retry_spawn_at.is_some_and(|at| Instant::now() < at) {
-            return Ok(());
+            if active >= self.shared.config.max_workers {
+                return Ok(false);
+            }
+        }
+        if self.retry_spawn_at.is_some_and(|at| Instant::now() < at) {
+            return Ok(false);
         }
         self.retry_spawn_at = None;
         let config = &self.shared.config;
         let initializer = config.initializer.map(|f| image::to_offset(f as usize));
-        for _ in 0..missing {
-            match spawn::spawn(&config.command, initializer) {
-                Ok((child, stream)) => {
-                    let now = Instant::now();
-                    let pid = child.id();
-                    self.conns.push(Conn {
-                        child,
-                        stream: Some(stream),
-                        reader: FrameReader::new(MAX_FRAME_LEN),
-                        outbox: Vec::new(),
-                        written: 0,
-                        closed_at: None,
-                    });
-                    self.shared.lock().workers.push(WorkerInfo {
-                        pid,
-                        phase: Phase::Started,
-                        spawned: now,
-                        ending: None,
-                        retiring: false,
-                        in_flight: VecDeque::new(),
-                        sent: 0,
-                        head_since: now,
-                        service_ns: BUDGET.as_nanos() as f64 / 4.0,
-                    });
+        match spawn::spawn(&config.command, initializer) {
+            Ok((child, stream)) => {
+                let now = Instant::now();
+                let pid = child.id();
+                self.conns.push(Conn {
+                    child,
+                    stream: Some(stream),
+                    reader: FrameReader::new(MAX_FRAME_LEN),
+                    outbox: Vec::new(),
+                    written: 0,
+                    delivered: 0,
+                    closed_at: None,
+                });
+                self.shared.lock().workers.push(WorkerInfo {
+                    pid,
+                    phase: Phase::Started,
+                    spawned: now,
+                    ending: None,
+                    retiring: false,
+                    in_flight: VecDeque::new(),
+                    sent: 0,
+                    head_since: now,
+                    service_ns: BUDGET.as_nanos() as f64 / 4.0,
+                });
+                Ok(true)
+            }
+            Err(e) => {
+                let error = Error::Broken(e.to_string());
+                self.startup_failures += 1;
+                if initial || self.startup_failures >= MAX_STARTUP_FAILURES {
+                    return Err(error);
                 }
-                Err(e) => {
-                    let error = Error::Broken(e.to_string());
-                    self.startup_failures += 1;
-                    if initial || self.startup_failures >= MAX_STARTUP_FAILURES {
-                        return Err(error);
-                    }
-                    let backoff = Duration::from_millis(50) * self.startup_failures;
-                    self.retry_spawn_at = Some(Instant::now() + backoff);
-                    return Ok(());
-                }
+                let backoff = Duration::from_millis(50) * self.startup_failures;
+                self.retry_spawn_at = Some(Instant::now() + backoff);
+                Ok(false)
             }
         }
-        Ok(())
     }
 
     /// Closes every channel and reaps every worker: nothing outlives the pool.
     fn close_all(&mut self) {
         let now = Instant::now();
-        for conn in &mut self.conns {
-            conn.close(now);
+        {
+            let state = self.shared.lock();
+            for (i, conn) in self.conns.iter_mut().enumerate() {
+                // A worker still starting holds nothing: rather than wait for it to boot only
+                // to find its channel closed, end it now.
+                let starting = state
+                    .workers
+                    .get(i)
+                    .is_some_and(|w| w.phase < Phase::Ready && w.in_flight.is_empty());
+                if starting {
+                    let _ = conn.child.kill();
+                }
+                conn.close(now);
+            }
         }
         let mut pause = Duration::from_micros(20);
         while !self.conns.is_empty() {
@@ -1045,6 +1083,7 @@ impl Io {
 fn bury(
     state: &mut State,
     worker: WorkerInfo,
+    delivered: u64,
     status: &str,
     config: &Config,
     startup_failures: &mut u32,
@@ -1084,7 +1123,10 @@ fn bury(
         }
         None => true,
     };
-    if running_head {
+    // A job that never fully reached the worker cannot have started (the worker was gone when
+    // it was written): it goes back to the queue with the rest.
+    let head_delivered = rest.front().is_some_and(|head| head.frame_end <= delivered);
+    if running_head && head_delivered {
         if let Some(head) = rest.pop_front() {
             let status = match &worker.ending {
                 Some(Ending::Killed(why)) => format!("{status}; the pool killed it: {why}"),

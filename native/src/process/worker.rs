@@ -61,6 +61,13 @@ pub fn run_worker_if_requested() {
     std::env::remove_var(ENV);
     let code = match WorkerEnv::parse(&value) {
         Ok(env) => serve(env).unwrap_or_else(|e| {
+            // The pool closed the channel before we were up (a quick shutdown): not an error.
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) {
+                return 0;
+            }
             eprintln!("primepool worker {}: {e}", std::process::id());
             EXIT_PROTOCOL
         }),
