@@ -3,8 +3,9 @@
 //! The conversation: the worker checks that it runs the pool's own program image and says
 //! [`FromWorker::Hello`] (or [`FromWorker::Refused`]), runs the initializer and says
 //! [`FromWorker::Ready`] (or [`FromWorker::InitFailed`]); then the pool keeps several
-//! [`ToWorker::Run`] in flight and the worker answers each, in order, with
-//! [`FromWorker::Done`] or [`FromWorker::Failed`]. [`ToWorker::Terminate`] asks for a job to be
+//! [`ToWorker::Run`] in flight and the worker takes them in order, saying
+//! [`FromWorker::Started`] before running each and [`FromWorker::Done`] or
+//! [`FromWorker::Failed`] after. [`ToWorker::Terminate`] asks for a job to be
 //! stopped: the worker drops it if it has not started ([`FromWorker::Skipped`]) or says
 //! [`FromWorker::Stopped`] and ends itself if it is running it. The pool ends a worker by
 //! closing the channel.
@@ -99,6 +100,12 @@ pub(crate) enum FromWorker<'a> {
         /// The panic.
         panic: TaskPanic,
     },
+    /// The worker starts job `id` now (sent before the job runs, so that if the worker dies the
+    /// pool knows which job it was running).
+    Started {
+        /// The job.
+        id: u64,
+    },
     /// Job `id` ran; `outcomes` is `TaskFn::invoke`'s encoded reply.
     Done {
         /// The job.
@@ -191,6 +198,6 @@ mod tests {
         assert!(decode::<FromWorker<'_>>(&[200]).is_err(), "unknown variant");
         assert!(decode::<FromWorker<'_>>(&[]).is_err(), "empty");
         // `Done` whose blob claims more bytes than the frame holds.
-        assert!(decode::<FromWorker<'_>>(&[4, 1, 50, 1, 2]).is_err());
+        assert!(decode::<FromWorker<'_>>(&[5, 1, 50, 1, 2]).is_err());
     }
 }
