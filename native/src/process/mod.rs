@@ -54,7 +54,7 @@ mod conn;
 mod frame;
 mod image;
 mod io;
-mod protocol;
+pub(crate) mod protocol;
 mod spawn;
 mod state;
 mod sys;
@@ -69,6 +69,8 @@ use primepool_core::{Error, Executor, Job};
 
 pub use builder::ProcessPoolBuilder;
 pub use frame::{FrameError, FrameReader, MAX_FRAME_LEN};
+#[doc(hidden)]
+pub use protocol::decode_any_message;
 pub use worker::run_worker_if_requested;
 
 use state::{Config, Shared};

@@ -140,6 +140,15 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, Str
     postcard::from_bytes(payload).map_err(|e| format!("undecodable message: {e}"))
 }
 
+/// Decodes `payload` as a message in either direction, discarding it: the entry point for
+/// fuzzing and property tests of the message decoder (no input may panic it).
+#[doc(hidden)]
+pub fn decode_any_message(payload: &[u8]) -> Result<(), String> {
+    let to = decode::<ToWorker<'_>>(payload).map(drop);
+    let from = decode::<FromWorker<'_>>(payload).map(drop);
+    to.or(from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
