@@ -283,3 +283,30 @@ fn workers_exit_promptly_when_their_pool_process_is_killed() {
         "workers {workers:?} outlived their pool's process by 2 s"
     );
 }
+
+#[test]
+fn a_slow_task_does_not_hold_up_the_tasks_submitted_after_it() {
+    let pool = support::pool(2);
+    // Warm up, so that both workers are ready and their windows have adapted.
+    for f in (0..20u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect::<Vec<_>>()
+    {
+        f.result(WAIT).unwrap();
+    }
+    let slow = pool.submit(sleep_then_pid, 4000).unwrap();
+    let started = Instant::now();
+    let quick: Vec<_> = (0..20)
+        .map(|_| pool.submit(sleep_then_pid, 20).unwrap())
+        .collect();
+    for f in &quick {
+        f.result(WAIT).unwrap();
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "20 quick tasks took {took:?}: they waited behind the slow one"
+    );
+    assert!(!slow.done(), "the slow task still runs");
+    assert!(slow.terminate());
+}
