@@ -9,10 +9,10 @@
 //! until it answers, and the jobs waiting behind that job are taken back when another worker
 //! idles, so a long task never holds a queue of short ones hostage.
 //!
-//! A worker answers its jobs in order and before starting the next one, so the oldest
-//! unanswered job is the one it is running. When a worker dies, that job alone fails (with
-//! [`Error::WorkerDied`]); the jobs queued behind it never started and go back to the front of
-//! the pool's queue (see [`bury`]).
+//! A worker runs its jobs in order, says `Started` before each and answers it before starting
+//! the next, so the pool always knows which job it is running. When a worker dies, that job
+//! alone fails (with [`Error::WorkerDied`]); the jobs queued behind it never started and go
+//! back to the front of the pool's queue (see [`bury`]).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -49,7 +49,8 @@ pub(super) struct Config {
 pub(super) struct Queued {
     pub(super) id: u64,
     pub(super) job: Job,
-    /// It was sent to a worker that died before starting it: its futures are running already.
+    /// It was sent to a worker that died or gave it back before starting it: its futures are
+    /// running already (so `shutdown(cancel_futures)` leaves it be).
     pub(super) requeued: bool,
 }
 
@@ -166,7 +167,8 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the state consistent before anything that can panic
-        // (user code never runs under this lock), so a poisoned lock is still usable.
+        // (no future is completed and no callback runs under this lock; only arguments'
+        // `Serialize` impls do), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
