@@ -131,7 +131,7 @@ impl Executor for ProcessPoolExecutor {
     }
 
     fn execute(&self, job: Job) -> Result<(), Error> {
-        self.shared.submit(vec![job])
+        self.shared.submit([job])
     }
 
     fn execute_batch(&self, jobs: Vec<Job>) -> Result<(), Error> {

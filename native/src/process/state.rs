@@ -186,15 +186,9 @@ impl Shared {
         self.io_thread.get() == Some(&std::thread::current().id())
     }
 
-    /// Queues jobs (the executor's `execute` and `execute_batch`).
-    pub(crate) fn submit(&self, jobs: Vec<Job>) -> Result<(), Error> {
-        // A closure cannot leave this process: fail it now, with a reason, not at dispatch.
-        let (jobs, closures): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| j.task_fn().is_some());
-        let refused = !closures.is_empty();
-        for job in closures {
-            job.fail(closure_error());
-        }
+    /// Queues jobs (the executor's `execute` and `execute_batch`). A closure job cannot leave
+    /// this process: it fails at once, with the reason, and so does the call.
+    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>) -> Result<(), Error> {
         let mut state = self.lock();
         if state.shutdown {
             return Err(Error::ShutDown);
@@ -202,7 +196,12 @@ impl Shared {
         if let Some(why) = &state.broken {
             return Err(Error::Broken(why.clone()));
         }
+        let mut closures = Vec::new();
         for job in jobs {
+            if job.task_fn().is_none() {
+                closures.push(job);
+                continue;
+            }
             let id = state.next_id;
             state.next_id += 1;
             state.queue.push_back(Queued {
@@ -212,10 +211,13 @@ impl Shared {
             });
         }
         self.wake(state);
-        if refused {
-            return Err(closure_error());
+        if closures.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        for job in closures {
+            job.fail(closure_error());
+        }
+        Err(closure_error())
     }
 
     /// Stops accepting work; cancels what has not been sent if asked; waits if asked.
