@@ -142,12 +142,13 @@ impl Executor for ProcessPoolExecutor {
         self.shared.shutdown(wait, cancel_futures);
     }
 
-    /// About eight chunks per worker (`balanced_chunksize` over twice the workers): each
-    /// chunk is one message each way, so few chunks keep the overhead low, and workers take
-    /// chunks as they free up, so smaller chunks make them finish together: the last one to
-    /// finish is at most an eighth of a worker's share.
+    /// About sixteen chunks per worker (`balanced_chunksize` over four times the workers).
+    /// Each chunk is one message each way, and with several in flight per worker their cost
+    /// is microseconds, so chunks can be small; workers take chunks as they free up, and
+    /// small chunks make them finish together (the tail is at most a sixteenth of a worker's
+    /// share) even when the machine is busy with other work.
     fn auto_chunksize(&self, items: usize) -> usize {
-        balanced_chunksize(items, 2 * self.shared.config.max_workers)
+        balanced_chunksize(items, 4 * self.shared.config.max_workers)
     }
 }
 
