@@ -29,8 +29,10 @@
 //!   different image refuses (the pool becomes [`Error::Broken`] with the
 //!   reason) rather than jump to the wrong code;
 //! - `frame` and `protocol`: length-prefixed postcard messages with a hard size cap;
-//! - `state` and `io`: one I/O thread per pool keeps a bounded window of jobs in flight per worker,
-//!   batches writes, completes futures, and replaces workers that die;
+//! - `state` (the shared queue, per-worker windows, who fails when a worker dies), `io` (one
+//!   I/O thread per pool: dispatch to the least loaded worker, batched writes, `poll`),
+//!   `answers` (decoding replies, completing futures) and `lifecycle` (starting, replacing and
+//!   reaping workers);
 //! - `worker`: the worker's loop.
 //!
 //! Failure semantics, beyond Python's (where one dead worker breaks the whole pool): a panic
@@ -49,11 +51,13 @@
 //! signal (workers still leave when their channel closes) and identify the image by its file.
 //! Windows is not supported.
 
+mod answers;
 mod builder;
 mod conn;
 mod frame;
 mod image;
 mod io;
+mod lifecycle;
 pub(crate) mod protocol;
 mod spawn;
 mod state;
