@@ -1,0 +1,102 @@
+//! [`ThreadPoolBuilder`]: the options of Python's `ThreadPoolExecutor(...)` constructor.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::Error;
+
+use super::ThreadPoolExecutor;
+
+/// A worker initializer, type-erased: `Err` carries the text of the failure.
+pub(crate) type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The prefix of worker thread names when none is given.
+pub const DEFAULT_THREAD_NAME_PREFIX: &str = "primepool-thread";
+
+/// Python's default worker count, `min(32, cpus + 4)`: enough threads to keep the cores busy
+/// when some tasks wait on I/O, without one thread per core on very large machines.
+pub fn default_max_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus + 4).min(32)
+}
+
+/// Configures a [`ThreadPoolExecutor`] with the options of Python's constructor
+/// (`max_workers`, `thread_name_prefix`, `initializer`).
+///
+/// ```
+/// use primepool::{ExecutorExt, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::builder()
+///     .max_workers(2)
+///     .thread_name_prefix("resizer")
+///     .initializer(|| -> Result<(), String> { Ok(()) })
+///     .build()
+///     .unwrap();
+/// let name = pool
+///     .submit_closure(|| std::thread::current().name().map(str::to_owned))
+///     .unwrap();
+/// assert_eq!(name.join().unwrap().as_deref(), Some("resizer_0"));
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ThreadPoolBuilder {
+    pub(crate) max_workers: Option<usize>,
+    pub(crate) thread_name_prefix: String,
+    pub(crate) initializer: Option<Initializer>,
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("thread_name_prefix", &self.thread_name_prefix)
+            .field("initializer", &self.initializer.is_some())
+            .finish()
+    }
+}
+
+impl Default for ThreadPoolBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ThreadPoolBuilder {
+    /// Python's defaults: [`default_max_workers`] threads named
+    /// `primepool-thread_<index>`, no initializer.
+    pub fn new() -> Self {
+        ThreadPoolBuilder {
+            max_workers: None,
+            thread_name_prefix: DEFAULT_THREAD_NAME_PREFIX.to_owned(),
+            initializer: None,
+        }
+    }
+
+    /// The most threads the pool starts; zero is rejected by [`build`](Self::build).
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.max_workers = Some(max_workers);
+        self
+    }
+
+    /// Worker threads are named `<prefix>_<index>` (index from 0, in start order), so they can
+    /// be told apart in a debugger, a profiler or a panic message.
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = prefix.into();
+        self
+    }
+
+    /// Runs `initializer` once in each worker thread before its first task, to set up
+    /// per-thread state. If it fails (returns `Err` or panics), the pool is broken, as in
+    /// Python: pending and later tasks fail with [`Error::Broken`], whose text quotes the error.
+    pub fn initializer<E: fmt::Display>(
+        mut self,
+        initializer: impl Fn() -> Result<(), E> + Send + Sync + 'static,
+    ) -> Self {
+        self.initializer = Some(Arc::new(move || initializer().map_err(|e| e.to_string())));
+        self
+    }
+
+    /// Makes the pool. No thread starts until work arrives.
+    pub fn build(self) -> Result<ThreadPoolExecutor, Error> {
+        ThreadPoolExecutor::from_builder(self)
+    }
+}

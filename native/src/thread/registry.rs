@@ -1,0 +1,198 @@
+//! The state a thread pool's handle and its workers share: the work queue, the gate that
+//! closes it, the idle count that decides when to start a thread, and the thread handles.
+//!
+//! Ordering notes, because three things race here (submitters, workers, `shutdown`):
+//! - Jobs enter the queue only while a submitter holds the gate's read lock and the gate is
+//!   open; closing it takes the write lock and drops the only `Sender`. So once `close`
+//!   returns, no job can enter any more, and workers leave their loop as soon as the queue is
+//!   empty (the channel reports it disconnected). Nothing accepted is ever stranded.
+//! - Every job leaves the queue exactly once, through a worker or through a drain
+//!   (`cancel_queued`, `break_pool`), so each future is resolved by exactly one party; the
+//!   futures' own lock settles `cancel` against a worker starting the task.
+//! - `broken` is set before the gate closes and before the drain, so a worker that takes a
+//!   job after the failure sees it and fails the job instead of running it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::{Error, Job};
+
+use super::builder::Initializer;
+use super::worker;
+
+/// Whether the pool still takes work; the open state owns the queue's only sender.
+enum Gate {
+    Open(Sender<Job>),
+    Closed,
+}
+
+pub(crate) struct Registry {
+    gate: RwLock<Gate>,
+    /// The consuming end, for drains; every worker holds a clone.
+    receiver: Receiver<Job>,
+    /// Workers waiting for work and not yet claimed by a submitter (Python's idle semaphore).
+    idle: AtomicUsize,
+    /// Threads started so far; read without the lock on the hot path.
+    started: AtomicUsize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Why the pool is broken, once an initializer failed.
+    broken: OnceLock<String>,
+    max_workers: usize,
+    thread_name_prefix: String,
+    initializer: Option<Initializer>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only thread handles live under this lock and nothing panics while holding it.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Registry {
+    pub(crate) fn new(
+        max_workers: usize,
+        thread_name_prefix: String,
+        initializer: Option<Initializer>,
+    ) -> Arc<Registry> {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        Arc::new(Registry {
+            gate: RwLock::new(Gate::Open(sender)),
+            receiver,
+            idle: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+            threads: Mutex::new(Vec::new()),
+            broken: OnceLock::new(),
+            max_workers,
+            thread_name_prefix,
+            initializer,
+        })
+    }
+
+    pub(crate) fn max_workers(&self) -> usize {
+        self.max_workers
+    }
+
+    pub(crate) fn threads_started(&self) -> usize {
+        self.started.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn initializer(&self) -> Option<&Initializer> {
+        self.initializer.as_ref()
+    }
+
+    pub(crate) fn receiver(&self) -> Receiver<Job> {
+        self.receiver.clone()
+    }
+
+    /// The error for work refused or failed because an initializer failed, if one did.
+    pub(crate) fn broken_error(&self) -> Option<Error> {
+        self.broken.get().map(|why| Error::Broken(why.clone()))
+    }
+
+    /// Queues `jobs` (all or none), starting threads for them as Python does: a thread is
+    /// started for a job only when no idle worker can be claimed and fewer than `max_workers`
+    /// run.
+    pub(crate) fn submit(
+        self: &Arc<Self>,
+        jobs: impl ExactSizeIterator<Item = Job>,
+    ) -> Result<(), Error> {
+        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let Gate::Open(sender) = &*gate else {
+            return Err(self.broken_error().unwrap_or(Error::ShutDown));
+        };
+        // Claim or start workers first: if not even one thread can start, the jobs are refused
+        // rather than queued where nothing would ever run them.
+        for _ in 0..jobs.len().min(self.max_workers) {
+            self.claim_or_start_worker()?;
+        }
+        for job in jobs {
+            // Cannot fail: the receiver lives in `self`.
+            let _ = sender.send(job);
+        }
+        Ok(())
+    }
+
+    fn claim_or_start_worker(self: &Arc<Self>) -> Result<(), Error> {
+        let claimed = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if claimed || self.started.load(Ordering::Acquire) >= self.max_workers {
+            return Ok(());
+        }
+        let mut threads = lock(&self.threads);
+        let index = threads.len();
+        if index >= self.max_workers {
+            return Ok(());
+        }
+        let registry = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}_{index}", self.thread_name_prefix))
+            .spawn(move || worker::main_loop(&registry, index));
+        match spawned {
+            Ok(handle) => {
+                threads.push(handle);
+                self.started.store(index + 1, Ordering::Release);
+                Ok(())
+            }
+            // The running workers will take the job.
+            Err(e) if index > 0 => {
+                log::warn!("could not start worker thread {index}: {e}; continuing with {index}");
+                Ok(())
+            }
+            Err(e) => Err(Error::Broken(format!(
+                "could not start a worker thread: {e}"
+            ))),
+        }
+    }
+
+    /// A worker found the queue empty and is about to wait: a submitter may claim it.
+    pub(crate) fn mark_idle(&self) {
+        self.idle.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Stops taking work. Queued jobs still run unless drained.
+    pub(crate) fn close(&self) {
+        *self.gate.write().unwrap_or_else(|e| e.into_inner()) = Gate::Closed;
+    }
+
+    /// Cancels every job still in the queue (`shutdown(cancel_futures = true)`).
+    pub(crate) fn cancel_queued(&self) {
+        while let Ok(job) = self.receiver.try_recv() {
+            job.cancel();
+        }
+    }
+
+    /// An initializer failed: refuse new work and fail everything queued, as Python's
+    /// `BrokenThreadPool` does.
+    pub(crate) fn break_pool(&self, why: String) {
+        let _ = self.broken.set(format!("initializer failed: {why}"));
+        self.close();
+        while let Ok(job) = self.receiver.try_recv() {
+            self.fail(job);
+        }
+    }
+
+    /// Fails `job` with the pool's broken error.
+    pub(crate) fn fail(&self, job: Job) {
+        let error = self
+            .broken_error()
+            .unwrap_or_else(|| Error::Broken("the thread pool is broken".into()));
+        job.fail(error);
+    }
+
+    /// Waits until every started thread has finished, except the calling one (a task may
+    /// shut down its own pool; it cannot wait for itself).
+    pub(crate) fn join_workers(&self) {
+        let mut threads = lock(&self.threads);
+        let me = std::thread::current().id();
+        for handle in threads.drain(..) {
+            if handle.thread().id() != me {
+                // Tasks and initializers run under catch_unwind: a worker cannot panic.
+                let _ = handle.join();
+            }
+        }
+    }
+}

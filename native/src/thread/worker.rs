@@ -1,0 +1,45 @@
+//! The life of one worker thread: run the initializer, then take jobs until the pool closes.
+
+use std::sync::Arc;
+
+use crossbeam_channel::TryRecvError;
+
+use crate::panic;
+
+use super::registry::Registry;
+
+/// Runs in each worker thread until the queue is closed and empty.
+pub(crate) fn main_loop(registry: &Arc<Registry>, index: usize) {
+    if let Some(initializer) = registry.initializer() {
+        let outcome = match panic::catch(|| initializer()) {
+            Ok(result) => result,
+            Err(panicked) => Err(format!("it panicked: {panicked}")),
+        };
+        if let Err(why) = outcome {
+            log::error!("the initializer of worker thread {index} failed: {why}");
+            registry.break_pool(why);
+            return;
+        }
+    }
+    let receiver = registry.receiver();
+    loop {
+        // Only a worker about to wait counts as idle: one that still has queued work is not,
+        // so a burst of submissions starts the threads it needs.
+        let job = match receiver.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => return,
+            Err(TryRecvError::Empty) => {
+                registry.mark_idle();
+                match receiver.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            }
+        };
+        if registry.broken_error().is_some() {
+            registry.fail(job);
+        } else {
+            job.run_local();
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Checks shared by the thread-pool and rayon test files: races that must resolve every future
+//! exactly once, whatever the interleaving.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use primepool::{Error, Executor, ExecutorExt, Future, MapOptions};
+
+/// Busy-waits about `us` microseconds: a task short enough to race with cancellation.
+pub fn spin_us(us: u64) -> u64 {
+    let end = Instant::now() + Duration::from_micros(us);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+    us
+}
+
+/// Waits up to ten seconds for `condition`, so a broken pool fails the test instead of
+/// hanging it.
+pub fn eventually(condition: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    condition()
+}
+
+/// Counts how often each future's done-callbacks ran.
+pub struct Resolutions {
+    counts: Arc<Vec<AtomicUsize>>,
+}
+
+impl Resolutions {
+    pub fn watch(futures: &[Future<u64>]) -> Resolutions {
+        let counts: Arc<Vec<AtomicUsize>> =
+            Arc::new(futures.iter().map(|_| AtomicUsize::new(0)).collect());
+        for (i, f) in futures.iter().enumerate() {
+            let counts = Arc::clone(&counts);
+            f.add_done_callback(move |_| {
+                counts[i].fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        Resolutions { counts }
+    }
+
+    /// Asserts every future resolved exactly once; call when no callback can still be running.
+    pub fn assert_each_exactly_once(&self, context: &str) {
+        for (i, c) in self.counts.iter().enumerate() {
+            assert_eq!(c.load(Ordering::SeqCst), 1, "future {i} ({context})");
+        }
+    }
+}
+
+/// Submits a mix of single tasks and a chunked `map`, then races `Future::cancel` from another
+/// thread against `shutdown(cancel_futures = true)`, `iterations` times. Every future must end
+/// exactly once, as a result or cancelled, and `cancel() == true` must mean it ended cancelled.
+pub fn cancel_races_shutdown(make: &dyn Fn() -> Box<dyn Executor>, iterations: usize) {
+    for iteration in 0..iterations {
+        let pool = make();
+        let mut futures: Vec<Future<u64>> = (0..12u64)
+            .map(|i| pool.submit(spin_us, i % 4 * 20).unwrap())
+            .collect();
+        futures.extend(
+            pool.map_with(
+                spin_us,
+                (0..12u64).map(|i| i % 3 * 20),
+                MapOptions::new().chunksize(3),
+            )
+            .unwrap()
+            .into_futures(),
+        );
+        let resolutions = Resolutions::watch(&futures);
+        let to_cancel = futures.clone();
+        let canceller = std::thread::spawn(move || {
+            // Cancel from the back, every other one, while the pool shuts down.
+            to_cancel
+                .iter()
+                .rev()
+                .step_by(2)
+                .map(Future::cancel)
+                .collect::<Vec<_>>()
+        });
+        let wait = iteration % 2 == 0;
+        pool.shutdown(wait, true);
+        let cancelled = canceller.join().unwrap();
+        // Dropping the pool waits for its workers, whose callbacks have then all run.
+        drop(pool);
+        let context = format!("iteration {iteration}, wait {wait}");
+        for (f, was_cancelled) in futures.iter().rev().step_by(2).zip(cancelled) {
+            if was_cancelled {
+                assert_eq!(
+                    f.result(Some(Duration::ZERO)),
+                    Err(Error::Cancelled),
+                    "{context}"
+                );
+            }
+        }
+        for f in &futures {
+            match f.result(Some(Duration::ZERO)) {
+                Ok(_) | Err(Error::Cancelled) => {}
+                other => panic!("unexpected outcome {other:?} ({context})"),
+            }
+        }
+        resolutions.assert_each_exactly_once(&context);
+    }
+}
+
+/// Submits from another thread while the pool shuts down, `iterations` times: each `submit`
+/// either fails with [`Error::ShutDown`] or returns a future that ends exactly once.
+pub fn submit_races_shutdown(make: &dyn Fn() -> Box<dyn Executor>, iterations: usize) {
+    for iteration in 0..iterations {
+        let pool: Arc<dyn Executor> = Arc::from(make());
+        let submitter = {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                let mut accepted = Vec::new();
+                for i in 0..200u64 {
+                    match pool.submit(spin_us, i % 2) {
+                        Ok(f) => {
+                            let resolved = Arc::new(AtomicUsize::new(0));
+                            let counter = Arc::clone(&resolved);
+                            f.add_done_callback(move |_| {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                            });
+                            accepted.push((f, resolved));
+                        }
+                        Err(Error::ShutDown) => break,
+                        Err(other) => panic!("unexpected submit error {other:?}"),
+                    }
+                }
+                accepted
+            })
+        };
+        spin_us(iteration as u64 % 7 * 10);
+        pool.shutdown(true, iteration % 3 == 0);
+        let accepted = submitter.join().unwrap();
+        for (i, (f, resolved)) in accepted.iter().enumerate() {
+            assert!(
+                f.done(),
+                "iteration {iteration}: future {i} accepted but not resolved"
+            );
+            assert!(matches!(f.result(None), Ok(_) | Err(Error::Cancelled)));
+            assert_eq!(
+                resolved.load(Ordering::SeqCst),
+                1,
+                "iteration {iteration}, future {i}"
+            );
+        }
+    }
+}

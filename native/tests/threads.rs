@@ -1,0 +1,332 @@
+//! `ThreadPoolExecutor`: the shared executor suite, then the thread pool's own behaviour
+//! (Python's lazy start, names, initializer, closures, panics, shutdown races).
+
+mod thread_support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use primepool::thread::{default_max_workers, DEFAULT_THREAD_NAME_PREFIX};
+use primepool::{Error, Executor, ExecutorExt, ThreadPoolExecutor};
+use thread_support::{eventually, spin_us};
+
+const LONG: Option<Duration> = Some(Duration::from_secs(30));
+
+mod conformance {
+    primepool_core::conformance_tests!(|workers: usize| Box::new(
+        primepool::ThreadPoolExecutor::new(workers).unwrap()
+    ));
+}
+
+fn current_thread_name() -> Option<String> {
+    std::thread::current().name().map(str::to_owned)
+}
+
+#[test]
+fn zero_workers_is_an_invalid_argument() {
+    assert!(matches!(
+        ThreadPoolExecutor::new(0),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn the_default_worker_count_is_pythons_min_of_32_and_cpus_plus_4() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(default_max_workers(), (cpus + 4).min(32));
+    let pool = ThreadPoolExecutor::builder().build().unwrap();
+    assert_eq!(pool.max_workers(), (cpus + 4).min(32));
+}
+
+#[test]
+fn no_thread_starts_before_work_and_one_task_starts_one_thread() {
+    let pool = ThreadPoolExecutor::new(8).unwrap();
+    assert_eq!(pool.threads_started(), 0);
+    assert_eq!(pool.submit_closure(|| 5).unwrap().result(LONG), Ok(5));
+    assert_eq!(pool.threads_started(), 1);
+}
+
+#[test]
+fn an_idle_worker_is_reused_instead_of_starting_another() {
+    let pool = ThreadPoolExecutor::new(8).unwrap();
+    let first = pool.submit_closure(current_thread_name).unwrap().join();
+    // Let the worker reach its wait, where a submission can claim it.
+    std::thread::sleep(Duration::from_millis(50));
+    let second = pool.submit_closure(current_thread_name).unwrap().join();
+    assert_eq!(first, second);
+    assert_eq!(pool.threads_started(), 1);
+}
+
+#[test]
+fn concurrent_work_starts_threads_up_to_max_workers_and_no_more() {
+    let pool = ThreadPoolExecutor::new(4).unwrap();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    // Each task waits until four run at once: only possible if four threads were started.
+    let futures: Vec<_> = (0..12)
+        .map(|_| {
+            let arrived = Arc::clone(&arrived);
+            pool.submit_closure(move || {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                eventually(|| arrived.load(Ordering::SeqCst) >= 4)
+            })
+            .unwrap()
+        })
+        .collect();
+    for f in futures {
+        assert_eq!(f.join(), Ok(true));
+    }
+    assert_eq!(pool.threads_started(), 4);
+}
+
+#[test]
+fn threads_are_named_with_the_prefix_and_their_index() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let name = pool.submit_closure(current_thread_name).unwrap().join();
+    assert_eq!(name, Ok(Some(format!("{DEFAULT_THREAD_NAME_PREFIX}_0"))));
+
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .thread_name_prefix("crawler")
+        .build()
+        .unwrap();
+    let both_running = Arc::new(AtomicUsize::new(0));
+    let names: HashSet<_> = (0..2)
+        .map(|_| {
+            let both_running = Arc::clone(&both_running);
+            pool.submit_closure(move || {
+                both_running.fetch_add(1, Ordering::SeqCst);
+                eventually(|| both_running.load(Ordering::SeqCst) == 2);
+                current_thread_name()
+            })
+            .unwrap()
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|f| f.join().unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        HashSet::from(["crawler_0".into(), "crawler_1".into()])
+    );
+}
+
+#[test]
+fn the_initializer_runs_once_in_each_worker_before_its_tasks() {
+    let initialized: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&initialized);
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(3)
+        .initializer(move || -> Result<(), String> {
+            seen.lock().unwrap().push(current_thread_name().unwrap());
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let futures: Vec<_> = (0..30)
+        .map(|_| {
+            let initialized = Arc::clone(&initialized);
+            pool.submit_closure(move || {
+                spin_us(200);
+                let me = current_thread_name().unwrap();
+                initialized.lock().unwrap().contains(&me)
+            })
+            .unwrap()
+        })
+        .collect();
+    for f in futures {
+        assert_eq!(
+            f.join(),
+            Ok(true),
+            "a task ran before its thread's initializer"
+        );
+    }
+    drop(pool);
+    let mut names = initialized.lock().unwrap().clone();
+    let count = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), count, "an initializer ran twice in one thread");
+    assert!(
+        (1..=3).contains(&count),
+        "{count} initializers for at most 3 threads"
+    );
+}
+
+fn assert_broken_by(outcome: Result<u32, Error>, expected_cause: &str) {
+    match outcome {
+        Err(Error::Broken(why)) => {
+            assert!(why.starts_with("initializer failed: "), "{why}");
+            assert!(why.contains(expected_cause), "{why}");
+        }
+        other => panic!("expected a broken pool, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_failing_initializer_breaks_the_pool_with_its_message() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(|| Err("no database connection"))
+        .build()
+        .unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let outcomes: Vec<Result<u32, Error>> = (0..10)
+        .map(|i| {
+            let ran = Arc::clone(&ran);
+            pool.submit_closure(move || {
+                ran.store(true, Ordering::SeqCst);
+                i
+            })
+            .and_then(|f| f.result(LONG))
+        })
+        .collect();
+    for outcome in outcomes {
+        assert_broken_by(outcome, "no database connection");
+    }
+    assert!(!ran.load(Ordering::SeqCst), "a task ran on a broken pool");
+    // Once broken, the pool refuses work at once, even after shutdown.
+    assert_broken_by(
+        pool.submit_closure(|| 1).map(|_| 1),
+        "no database connection",
+    );
+    pool.shutdown(true, false);
+    assert_broken_by(
+        pool.submit_closure(|| 1).map(|_| 1),
+        "no database connection",
+    );
+    let message = Error::Broken("initializer failed: x".into()).to_string();
+    assert_eq!(message, "the executor is broken: initializer failed: x");
+}
+
+#[test]
+fn a_panicking_initializer_breaks_the_pool_and_reports_the_panic() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(|| -> Result<(), String> { panic!("config file missing") })
+        .build()
+        .unwrap();
+    let outcome = pool.submit_closure(|| 7u32).and_then(|f| f.result(LONG));
+    assert_broken_by(outcome, "config file missing");
+}
+
+#[test]
+fn a_panic_fails_only_its_future_and_the_worker_keeps_working() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let panicked = pool
+        .submit_closure(|| -> u32 { panic!("index {} out of range", 9) })
+        .unwrap();
+    match panicked.result(LONG) {
+        Err(Error::Panicked(p)) => {
+            assert_eq!(p.message, "index 9 out of range");
+            assert!(
+                p.location
+                    .as_deref()
+                    .is_some_and(|at| at.contains("threads.rs")),
+                "{p}"
+            );
+        }
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+    let after = pool.submit_closure(current_thread_name).unwrap().join();
+    assert_eq!(after, Ok(Some(format!("{DEFAULT_THREAD_NAME_PREFIX}_0"))));
+    assert_eq!(
+        pool.threads_started(),
+        1,
+        "the panic cost the pool its thread"
+    );
+}
+
+#[test]
+fn closures_can_capture_owned_and_shared_state() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let text = String::from("concurrent.futures");
+    let total = Arc::new(AtomicUsize::new(0));
+    let futures: Vec<_> = (1..=10)
+        .map(|i| {
+            let total = Arc::clone(&total);
+            pool.submit_closure(move || total.fetch_add(i, Ordering::SeqCst))
+                .unwrap()
+        })
+        .collect();
+    let upper = pool.submit_closure(move || text.to_uppercase()).unwrap();
+    for f in futures {
+        f.join().unwrap();
+    }
+    assert_eq!(total.load(Ordering::SeqCst), 55);
+    assert_eq!(upper.join().unwrap(), "CONCURRENT.FUTURES");
+    // A result that is not `Clone` can be moved out with `join`.
+    let (sender, receiver) = mpsc::channel::<u8>();
+    let moved = pool.submit_closure(move || sender).unwrap().join().unwrap();
+    moved.send(1).unwrap();
+    assert_eq!(receiver.recv(), Ok(1));
+}
+
+#[test]
+fn submit_closure_after_shutdown_fails() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    pool.shutdown(false, false);
+    assert_eq!(pool.submit_closure(|| 1).unwrap_err(), Error::ShutDown);
+}
+
+#[test]
+fn cancel_futures_cancels_every_queued_task_and_lets_the_running_one_finish() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (release, gate) = mpsc::channel::<()>();
+    let running = pool.submit_closure(move || gate.recv().is_ok()).unwrap();
+    assert!(eventually(|| running.running()));
+    let queued: Vec<_> = (0..10).map(|_| pool.submit(spin_us, 1).unwrap()).collect();
+    let mapped = pool.map(spin_us, [1, 2, 3]).unwrap().into_futures();
+    pool.shutdown(false, true);
+    release.send(()).unwrap();
+    for f in queued.iter().chain(&mapped) {
+        assert_eq!(f.result(LONG), Err(Error::Cancelled));
+    }
+    assert_eq!(running.result(LONG), Ok(true));
+}
+
+#[test]
+fn dropping_the_pool_waits_for_submitted_work() {
+    let finished = Arc::new(AtomicUsize::new(0));
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    for _ in 0..6 {
+        let finished = Arc::clone(&finished);
+        pool.submit_closure(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            finished.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    pool.shutdown(false, false);
+    drop(pool);
+    assert_eq!(finished.load(Ordering::SeqCst), 6);
+}
+
+#[test]
+fn a_task_may_drop_the_last_handle_to_its_own_pool_without_deadlock() {
+    let pool = Arc::new(ThreadPoolExecutor::new(2).unwrap());
+    let (go, wait_for_go) = mpsc::channel::<()>();
+    let handle = Arc::clone(&pool);
+    let done = pool
+        .submit_closure(move || {
+            wait_for_go.recv().unwrap();
+            handle.shutdown(true, false);
+            drop(handle); // The last handle: Drop joins every worker but this one.
+            true
+        })
+        .unwrap();
+    drop(pool);
+    go.send(()).unwrap();
+    assert_eq!(done.result(LONG), Ok(true));
+}
+
+#[test]
+fn cancel_racing_shutdown_resolves_every_future_exactly_once() {
+    thread_support::cancel_races_shutdown(&|| Box::new(ThreadPoolExecutor::new(2).unwrap()), 300);
+}
+
+#[test]
+fn submit_racing_shutdown_never_loses_an_accepted_task() {
+    thread_support::submit_races_shutdown(&|| Box::new(ThreadPoolExecutor::new(2).unwrap()), 200);
+}
