@@ -168,14 +168,16 @@ fn run_once(
     let start = Instant::now();
     let executor: Arc<dyn Executor> = make_executor(backend, config.workers).map_err(fail)?.into();
     interrupt.watch_executor(&executor);
-    let futures = schedule(config, &*executor, f).map_err(fail);
-    let outputs = futures.and_then(|futures| {
+    // Progress is counted by done-callbacks, so it moves as tasks finish on the workers; with
+    // no terminal to draw on, no callback is attached and the timing carries no extra cost.
+    let count_progress = |future: &Future<u32>| {
         if !progress.is_hidden() {
-            for future in &futures {
-                let progress = progress.clone();
-                future.add_done_callback(move |_| progress.inc(1));
-            }
+            let progress = progress.clone();
+            future.add_done_callback(move |_| progress.inc(1));
         }
+    };
+    let futures = schedule(config, &*executor, f, &count_progress).map_err(fail);
+    let outputs = futures.and_then(|futures| {
         interrupt.watch_futures(&futures);
         futures
             .into_iter()
@@ -192,11 +194,14 @@ fn run_once(
     Ok((elapsed, outputs?))
 }
 
-/// Hands every value to the pool, as one `map` or as one `submit` each.
+/// Hands every value to the pool, as one `map` or as one `submit` each, and passes each future
+/// to `observe` as soon as it exists (after a `submit`; after the whole `map` call, which for
+/// the serial backend is after all the work).
 fn schedule(
     config: &BenchConfig,
     executor: &dyn Executor,
     f: fn(u32) -> u32,
+    observe: &dyn Fn(&Future<u32>),
 ) -> Result<Vec<Future<u32>>, Error> {
     match config.mode {
         Mode::Map => {
@@ -204,14 +209,20 @@ fn schedule(
                 chunksize: config.chunksize,
                 timeout: None,
             };
-            Ok(executor
+            let futures = executor
                 .map_with(f, config.values.values(), options)?
-                .into_futures())
+                .into_futures();
+            futures.iter().for_each(observe);
+            Ok(futures)
         }
         Mode::Submit => config
             .values
             .values()
-            .map(|value| executor.submit(f, value))
+            .map(|value| {
+                let future = executor.submit(f, value)?;
+                observe(&future);
+                Ok(future)
+            })
             .collect(),
     }
 }

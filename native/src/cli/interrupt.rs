@@ -76,7 +76,7 @@ impl Interrupt {
                 shared.restore_terminal();
                 std::process::exit(i32::from(EXIT_INTERRUPTED));
             }
-            log::warn!("interrupted: stopping the benchmark");
+            log::info!("interrupted: stopping the benchmark");
             shared.stop_work();
             std::thread::sleep(GRACE);
             log::warn!("the benchmark did not stop within {GRACE:?}; exiting now");

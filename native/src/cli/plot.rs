@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use std::ops::Range;
+
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -39,33 +42,24 @@ fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .margin(16)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)?;
+        .build_cartesian_2d(Slots(n), 0.0..top)?;
     let names: Vec<&str> = report.results.iter().map(|r| r.backend).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .y_max_light_lines(1)
         .y_desc("seconds (pool creation + work + shutdown)")
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) => names.get(*i).copied().unwrap_or("").to_owned(),
-            _ => String::new(),
-        })
+        .x_label_formatter(&|x| names.get(*x as usize).copied().unwrap_or("").to_owned())
         .draw()?;
     chart.draw_series(report.results.iter().enumerate().map(|(i, r)| {
         let color = Palette99::pick(i).mix(0.85);
-        let mut bar = Rectangle::new(
-            [
-                (SegmentValue::Exact(i), 0.0),
-                (SegmentValue::Exact(i + 1), r.median_s),
-            ],
-            color.filled(),
-        );
-        bar.set_margin(0, 0, 18, 18);
-        bar
+        let x = i as f64;
+        Rectangle::new([(x + 0.12, 0.0), (x + 0.88, r.median_s)], color.filled())
     }))?;
     if report.repeat > 1 {
         chart.draw_series(report.results.iter().enumerate().map(|(i, r)| {
             ErrorBar::new_vertical(
-                SegmentValue::CenterOf(i),
+                i as f64 + 0.5,
                 r.min_s,
                 r.median_s,
                 r.max_s,
@@ -80,10 +74,32 @@ fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
     chart.draw_series(report.results.iter().enumerate().map(|(i, r)| {
         Text::new(
             format!("{:.3} s, {:.2}x", r.median_s, r.speedup_vs_serial),
-            (SegmentValue::CenterOf(i), r.max_s + top * 0.02),
+            (i as f64 + 0.5, r.max_s + top * 0.02),
             label_style.clone(),
         )
     }))?;
     root.present()?;
     Ok(())
+}
+
+/// The x axis: backend `i` owns the interval `i..i+1`, labelled at its centre. (plotters'
+/// segmented integer axis adds an empty slot after the last value.)
+struct Slots(usize);
+
+impl Ranged for Slots {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let width = f64::from(limit.1 - limit.0);
+        limit.0 + (value / self.0.max(1) as f64 * width).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, _hint: Hint) -> Vec<f64> {
+        (0..self.0).map(|i| i as f64 + 0.5).collect()
+    }
+
+    fn range(&self) -> Range<f64> {
+        0.0..self.0.max(1) as f64
+    }
 }
