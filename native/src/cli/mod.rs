@@ -65,7 +65,7 @@ struct BenchArgs {
     #[arg(long, value_enum, default_value = "seed")]
     workload: WorkloadArg,
 
-    /// `map`: one map call over all inputs; `submit`: one submit per input, then wait for all.
+    /// How the inputs reach the pool.
     #[arg(long, value_enum, default_value = "map")]
     mode: Mode,
 
