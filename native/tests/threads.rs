@@ -53,7 +53,7 @@ fn an_idle_worker_is_reused_instead_of_starting_another() {
     let pool = ThreadPoolExecutor::new(8).unwrap();
     let first = pool.submit_closure(current_thread_name).unwrap().join();
     // Let the worker reach its wait, where a submission can claim it.
-    std::thread::sleep(Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(100));
     let second = pool.submit_closure(current_thread_name).unwrap().join();
     assert_eq!(first, second);
     assert_eq!(pool.threads_started(), 1);

@@ -1,5 +1,5 @@
 //! The state a thread pool's handle and its workers share: the work queue, the gate that
-//! closes it, the idle count that decides when to start a thread, and the thread handles.
+//! closes it, the counts that decide when to start a thread, and the thread handles.
 //!
 //! Ordering notes, because three things race here (submitters, workers, `shutdown`):
 //! - Jobs enter the queue only while a submitter holds the gate's read lock and the gate is
@@ -11,12 +11,18 @@
 //!   futures' own lock settles `cancel` against a worker starting the task.
 //! - `broken` is set before the gate closes and before the drain, so a worker that takes a
 //!   job after the failure sees it and fails the job instead of running it.
+//! - A thread starts when the queued jobs outnumber the workers waiting for work (Python starts
+//!   one when no idle worker can be claimed). A submitter adds its jobs to `queued` before
+//!   reading `waiting`; a worker leaves `waiting` before it takes a job off `queued`. So a busy
+//!   worker is never counted as waiting while its job is no longer counted as queued: the pool
+//!   may start a thread too many (bounded by `max_workers`), never one too few, and work that
+//!   needs `max_workers` tasks running at once always gets them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::{Error, Job};
 
@@ -33,8 +39,10 @@ pub(crate) struct Registry {
     gate: RwLock<Gate>,
     /// The consuming end, for drains; every worker holds a clone.
     receiver: Receiver<Job>,
-    /// Workers waiting for work and not yet claimed by a submitter (Python's idle semaphore).
-    idle: AtomicUsize,
+    /// Jobs sent or about to be sent and not yet taken off the queue.
+    queued: AtomicUsize,
+    /// Workers blocked waiting for a job.
+    waiting: AtomicUsize,
     /// Threads started so far; read without the lock on the hot path.
     started: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -60,7 +68,8 @@ impl Registry {
         Arc::new(Registry {
             gate: RwLock::new(Gate::Open(sender)),
             receiver,
-            idle: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
             broken: OnceLock::new(),
@@ -91,9 +100,8 @@ impl Registry {
         self.broken.get().map(|why| Error::Broken(why.clone()))
     }
 
-    /// Queues `jobs` (all or none), starting threads for them as Python does: a thread is
-    /// started for a job only when no idle worker can be claimed and fewer than `max_workers`
-    /// run.
+    /// Queues `jobs` (all or none), starting threads for them as Python does: only when no
+    /// waiting worker is left to take them, and up to `max_workers`.
     pub(crate) fn submit(
         self: &Arc<Self>,
         jobs: impl ExactSizeIterator<Item = Job>,
@@ -102,10 +110,14 @@ impl Registry {
         let Gate::Open(sender) = &*gate else {
             return Err(self.broken_error().unwrap_or(Error::ShutDown));
         };
-        // Claim or start workers first: if not even one thread can start, the jobs are refused
+        let count = jobs.len();
+        let queued = self.queued.fetch_add(count, Ordering::SeqCst) + count;
+        let unserved = queued.saturating_sub(self.waiting.load(Ordering::SeqCst));
+        // Start threads before sending: if not even one can start, the jobs are refused
         // rather than queued where nothing would ever run them.
-        for _ in 0..jobs.len().min(self.max_workers) {
-            self.claim_or_start_worker()?;
+        if let Err(e) = self.start_workers(unserved.min(count)) {
+            self.queued.fetch_sub(count, Ordering::SeqCst);
+            return Err(e);
         }
         for job in jobs {
             // Cannot fail: the receiver lives in `self`.
@@ -114,43 +126,63 @@ impl Registry {
         Ok(())
     }
 
-    fn claim_or_start_worker(self: &Arc<Self>) -> Result<(), Error> {
-        let claimed = self
-            .idle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
-        if claimed || self.started.load(Ordering::Acquire) >= self.max_workers {
+    /// Starts up to `wanted` threads, without passing `max_workers`.
+    fn start_workers(self: &Arc<Self>, wanted: usize) -> Result<(), Error> {
+        if wanted == 0 || self.started.load(Ordering::Acquire) >= self.max_workers {
             return Ok(());
         }
         let mut threads = lock(&self.threads);
-        let index = threads.len();
-        if index >= self.max_workers {
-            return Ok(());
-        }
-        let registry = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name(format!("{}_{index}", self.thread_name_prefix))
-            .spawn(move || worker::main_loop(&registry, index));
-        match spawned {
-            Ok(handle) => {
-                threads.push(handle);
-                self.started.store(index + 1, Ordering::Release);
-                Ok(())
+        for _ in 0..wanted {
+            let index = threads.len();
+            if index >= self.max_workers {
+                break;
             }
-            // The running workers will take the job.
-            Err(e) if index > 0 => {
-                log::warn!("could not start worker thread {index}: {e}; continuing with {index}");
-                Ok(())
+            let registry = Arc::clone(self);
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}_{index}", self.thread_name_prefix))
+                .spawn(move || worker::main_loop(&registry, index));
+            match spawned {
+                Ok(handle) => {
+                    threads.push(handle);
+                    self.started.store(index + 1, Ordering::Release);
+                }
+                // The running workers will take the jobs.
+                Err(e) if index > 0 => {
+                    log::warn!("could not start worker thread {index}: {e}; going on with {index}");
+                    break;
+                }
+                Err(e) => {
+                    return Err(Error::Broken(format!(
+                        "could not start a worker thread: {e}"
+                    )))
+                }
             }
-            Err(e) => Err(Error::Broken(format!(
-                "could not start a worker thread: {e}"
-            ))),
         }
+        Ok(())
     }
 
-    /// A worker found the queue empty and is about to wait: a submitter may claim it.
-    pub(crate) fn mark_idle(&self) {
-        self.idle.fetch_add(1, Ordering::AcqRel);
+    /// Takes the next job, waiting for one if the queue is empty; `None` once the pool is
+    /// closed and the queue drained.
+    pub(crate) fn next_job(&self, receiver: &Receiver<Job>) -> Option<Job> {
+        let job = match receiver.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                let received = receiver.recv();
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                received.ok()?
+            }
+        };
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        Some(job)
+    }
+
+    /// Takes a job without waiting, for the drains.
+    fn take_queued(&self) -> Option<Job> {
+        let job = self.receiver.try_recv().ok()?;
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        Some(job)
     }
 
     /// Stops taking work. Queued jobs still run unless drained.
@@ -160,7 +192,7 @@ impl Registry {
 
     /// Cancels every job still in the queue (`shutdown(cancel_futures = true)`).
     pub(crate) fn cancel_queued(&self) {
-        while let Ok(job) = self.receiver.try_recv() {
+        while let Some(job) = self.take_queued() {
             job.cancel();
         }
     }
@@ -170,7 +202,7 @@ impl Registry {
     pub(crate) fn break_pool(&self, why: String) {
         let _ = self.broken.set(format!("initializer failed: {why}"));
         self.close();
-        while let Ok(job) = self.receiver.try_recv() {
+        while let Some(job) = self.take_queued() {
             self.fail(job);
         }
     }

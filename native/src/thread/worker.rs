@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::TryRecvError;
-
 use crate::panic;
 
 use super::registry::Registry;
@@ -22,20 +20,7 @@ pub(crate) fn main_loop(registry: &Arc<Registry>, index: usize) {
         }
     }
     let receiver = registry.receiver();
-    loop {
-        // Only a worker about to wait counts as idle: one that still has queued work is not,
-        // so a burst of submissions starts the threads it needs.
-        let job = match receiver.try_recv() {
-            Ok(job) => job,
-            Err(TryRecvError::Disconnected) => return,
-            Err(TryRecvError::Empty) => {
-                registry.mark_idle();
-                match receiver.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                }
-            }
-        };
+    while let Some(job) = registry.next_job(&receiver) {
         if registry.broken_error().is_some() {
             registry.fail(job);
         } else {
