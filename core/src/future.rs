@@ -48,6 +48,9 @@ struct Slot<T> {
     hooks: Vec<Hook>,
     wakers: Vec<Waker>,
     terminator: Option<Terminator>,
+    /// Threads blocked in `wait_done`: completing wakes the condition variable only if some
+    /// are (a wake-up is a system call, and most futures are completed with nobody waiting).
+    blocked: u32,
 }
 
 impl<T> Slot<T> {
@@ -251,6 +254,7 @@ impl<T> Future<T> {
         }
         let deadline = timeout.and_then(|t| web_time::Instant::now().checked_add(t));
         while !slot.is_done() {
+            slot.blocked += 1;
             slot = match deadline {
                 None => self
                     .inner
@@ -260,6 +264,7 @@ impl<T> Future<T> {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(web_time::Instant::now());
                     if left.is_zero() {
+                        slot.blocked -= 1;
                         return Err(Error::TimedOut(timeout.unwrap_or_default()));
                     }
                     self.inner
@@ -269,6 +274,7 @@ impl<T> Future<T> {
                         .0
                 }
             };
+            slot.blocked -= 1;
         }
         Ok(slot)
     }
@@ -280,8 +286,11 @@ impl<T> Future<T> {
         let hooks = std::mem::take(&mut slot.hooks);
         let wakers = std::mem::take(&mut slot.wakers);
         slot.terminator = None;
+        let blocked = slot.blocked > 0;
         drop(slot);
-        self.inner.ready.notify_all();
+        if blocked {
+            self.inner.ready.notify_all();
+        }
         hooks.into_iter().for_each(|hook| hook());
         wakers.into_iter().for_each(Waker::wake);
         for callback in callbacks {
@@ -357,6 +366,7 @@ impl<T> Promise<T> {
                     hooks: Vec::new(),
                     wakers: Vec::new(),
                     terminator: None,
+                    blocked: 0,
                 }),
                 ready: Condvar::new(),
             }),

@@ -1,7 +1,9 @@
 //! The one place that turns a backend name and a worker count into an executor, so the
 //! benchmark, the demo and the tests all build pools the same way.
 
-use primepool::{Error, Executor, RayonExecutor, SerialExecutor, ThreadPoolExecutor};
+use primepool::{
+    Error, Executor, ProcessPoolExecutor, RayonExecutor, SerialExecutor, ThreadPoolExecutor,
+};
 
 use super::args::Backend;
 
@@ -14,9 +16,7 @@ pub fn make_executor(backend: Backend, workers: usize) -> Result<Box<dyn Executo
         Backend::Serial => Ok(Box::new(SerialExecutor::new())),
         Backend::Threads => Ok(Box::new(ThreadPoolExecutor::new(workers)?)),
         Backend::Rayon => Ok(Box::new(RayonExecutor::new(workers)?)),
-        Backend::Processes => Err(Error::Broken(format!(
-            "the {backend} backend is not available yet in this build"
-        ))),
+        Backend::Processes => Ok(Box::new(ProcessPoolExecutor::new(workers)?)),
     }
 }
 

@@ -1,9 +1,163 @@
-//! [`ProcessPoolExecutor`]: real worker processes (placeholder; see issue 4).
+//! [`ProcessPoolExecutor`]: Python's `ProcessPoolExecutor`, with real worker processes.
+//!
+//! Each task runs in a separate OS process: crash isolation, separate memory, and tasks that
+//! can be stopped. Workers are new runs of the program itself (Python's "spawn" start method),
+//! so the program's `main` must begin with [`run_worker_if_requested`], the counterpart of
+//! Python's `if __name__ == "__main__":` guard:
+//!
+//! ```
+//! use primepool::{ExecutorExt, ProcessPoolExecutor};
+//!
+//! fn whoami(_: ()) -> u32 {
+//!     std::process::id()
+//! }
+//!
+//! fn main() {
+//!     primepool::run_worker_if_requested(); // a worker serves the pool here and exits
+//!     let pool = ProcessPoolExecutor::new(2).unwrap();
+//!     let pid = pool.submit(whoami, ()).unwrap().result(None).unwrap();
+//!     assert_ne!(pid, std::process::id());
+//!     assert!(pool.worker_pids().contains(&pid));
+//! } // dropping the pool waits for its tasks and reaps every worker
+//! ```
+//!
+//! How it works, module by module:
+//! - [`spawn`](self) starts a worker from `/proc/self/exe` (Linux) with one inherited socket
+//!   that is not stdin/stdout/stderr, so tasks print to the terminal as in Python;
+//! - `image` identifies the program image (GNU build-id, else the executable's file identity);
+//!   a call crosses as code offsets from a marker function, and a worker that runs a
+//!   different image refuses (the pool becomes [`Error::Broken`](crate::Error::Broken) with the
+//!   reason) rather than jump to the wrong code;
+//! - `frame` and `protocol`: length-prefixed postcard messages with a hard size cap;
+//! - `supervisor`: one I/O thread per pool keeps a bounded window of jobs in flight per worker,
+//!   batches writes, completes futures, and replaces workers that die;
+//! - `worker`: the worker's loop.
+//!
+//! Failure semantics, beyond Python's (where one dead worker breaks the whole pool): a panic
+//! fails only its task; a worker that dies (abort, segfault, `exit`, SIGKILL from outside)
+//! fails only the job it was running, with [`Error::WorkerDied`](crate::Error::WorkerDied)
+//! naming the pid and signal, and is replaced; [`Future::terminate`](crate::Future::terminate)
+//! and the per-task timeout end the worker and fail the task with
+//! [`Error::Terminated`](crate::Error::Terminated). If the pool's process dies, its workers exit
+//! at once (end-of-file on their channel, plus the parent-death signal on Linux).
+//!
+//! Test binaries, whose `main` is the test harness, get workers through
+//! [`ProcessPoolBuilder::worker_command`]: the harness binary itself, with arguments selecting
+//! an ignored `#[test]` whose body is `run_worker_if_requested()` (see `native/tests/support`).
+//!
+//! Platforms: Linux is first-class. Other Unix systems build and work without the parent-death
+//! signal (workers still leave when their channel closes) and identify the image by its file.
+//! Windows is not supported.
 
-/// A pool of worker processes implementing [`Executor`](crate::Executor).
-#[derive(Debug)]
-pub struct ProcessPoolExecutor;
+mod builder;
+mod frame;
+mod image;
+mod protocol;
+mod spawn;
+mod supervisor;
+mod sys;
+mod worker;
 
-/// Call first thing in `main`: in a worker process started by a [`ProcessPoolExecutor`] this
-/// runs the worker loop and exits; in any other process it returns at once.
-pub fn run_worker_if_requested() {}
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use primepool_core::executor::balanced_chunksize;
+use primepool_core::{Error, Executor, Job};
+
+pub use builder::ProcessPoolBuilder;
+pub use frame::{FrameError, FrameReader, MAX_FRAME_LEN};
+pub use worker::run_worker_if_requested;
+
+use supervisor::{Config, Shared};
+
+/// A pool of worker processes implementing [`Executor`]: Python's `ProcessPoolExecutor`.
+///
+/// See the [module documentation](self) for the contract with `main` and the failure
+/// semantics. Dropping the pool is `shutdown(wait = true)`: it waits for every task and
+/// reaps every worker.
+pub struct ProcessPoolExecutor {
+    shared: Arc<Shared>,
+    io_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for ProcessPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPoolExecutor")
+            .field("max_workers", &self.shared.config.max_workers)
+            .field("worker_pids", &self.worker_pids())
+            .finish()
+    }
+}
+
+impl ProcessPoolExecutor {
+    /// A pool of `max_workers` worker processes with default options. Zero is
+    /// [`Error::InvalidArgument`].
+    pub fn new(max_workers: usize) -> Result<Self, Error> {
+        Self::builder().max_workers(max_workers).build()
+    }
+
+    /// A builder, for the initializer, worker recycling, timeouts and the worker command.
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder::default()
+    }
+
+    /// The process ids of the workers serving the pool now (workers being replaced excluded),
+    /// so a program can see, or signal, the processes that run its tasks.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.shared.worker_pids()
+    }
+
+    fn start(config: Config) -> Result<Self, Error> {
+        let (shared, io_thread) = supervisor::start(config)?;
+        Ok(ProcessPoolExecutor {
+            shared,
+            io_thread: Mutex::new(Some(io_thread)),
+        })
+    }
+}
+
+impl Executor for ProcessPoolExecutor {
+    fn name(&self) -> &'static str {
+        "processes"
+    }
+
+    fn max_workers(&self) -> usize {
+        self.shared.config.max_workers
+    }
+
+    fn execute(&self, job: Job) -> Result<(), Error> {
+        self.shared.submit(vec![job])
+    }
+
+    fn execute_batch(&self, jobs: Vec<Job>) -> Result<(), Error> {
+        self.shared.submit(jobs)
+    }
+
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        self.shared.shutdown(wait, cancel_futures);
+    }
+
+    /// About four chunks per worker: every chunk is one message each way.
+    fn auto_chunksize(&self, items: usize) -> usize {
+        balanced_chunksize(items, self.shared.config.max_workers)
+    }
+}
+
+impl Drop for ProcessPoolExecutor {
+    fn drop(&mut self) {
+        self.shared.shutdown(true, false);
+        let handle = self
+            .io_thread
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            // Dropped from one of its own done-callbacks (on the I/O thread): it cannot join
+            // itself; it ends on its own once the work is done.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The worker side: what [`run_worker_if_requested`] does in a process started by a pool.
+//!
+//! Two threads. The *control* thread reads the channel: it queues jobs, answers `Terminate`,
+//! enforces per-job timeouts, and ends the process as soon as the channel reaches end-of-file
+//! (the pool closed it, or the pool's process died: that is how workers never outlive their
+//! pool, on every Unix, even in the middle of a task). The *main* thread runs the jobs in
+//! order and writes each answer before it starts the next job, so that when a worker dies the
+//! pool knows exactly which job it was running: the oldest one not answered.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, FromRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use primepool_core::TaskFn;
+
+use super::frame::{write_frame, FrameReader, MAX_FRAME_LEN};
+use super::image;
+use super::protocol::{self, Bytes, FromWorker, ToWorker};
+use super::spawn::{WorkerEnv, ENV};
+use super::sys;
+
+/// Exit status of a worker that found it runs a different program image.
+const EXIT_REFUSED: i32 = 3;
+/// Exit status of a worker whose initializer panicked.
+const EXIT_INIT_FAILED: i32 = 4;
+/// Exit status of a worker that received bytes that are not the protocol, or lost its channel
+/// in an unexpected way.
+const EXIT_PROTOCOL: i32 = 5;
+/// Exit status of a worker that ended itself to stop a job (`Terminate` or a timeout).
+const EXIT_STOPPED: i32 = 6;
+/// Exit status when the worker variable is malformed.
+const EXIT_USAGE: i32 = 64;
+
+/// How often the control thread checks the running job's timeout, when jobs have one.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Call this first thing in `main`. In a worker process started by a
+/// [`ProcessPoolExecutor`](super::ProcessPoolExecutor) it serves the pool and then exits the
+/// process, never returning; in any other process it returns at once (it checks one
+/// environment variable).
+///
+/// It is the counterpart of Python's `if __name__ == "__main__":` guard under the "spawn" start
+/// method: workers are new runs of the same program, and this call is where they part ways
+/// with `main`. Anything `main` does before it also happens in every worker.
+///
+/// ```no_run
+/// fn main() {
+///     primepool::run_worker_if_requested();
+///     // ... the program proper, which may create process pools ...
+/// }
+/// ```
+pub fn run_worker_if_requested() {
+    let Some(value) = std::env::var_os(ENV) else {
+        return;
+    };
+    // The task's own child processes are not workers. (Called first thing in `main`, before
+    // the program starts threads that could read the environment concurrently.)
+    std::env::remove_var(ENV);
+    let code = match WorkerEnv::parse(&value) {
+        Ok(env) => serve(env).unwrap_or_else(|e| {
+            // The pool closed the channel before we were up (a quick shutdown): not an error.
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) {
+                return 0;
+            }
+            eprintln!("primepool worker {}: {e}", std::process::id());
+            EXIT_PROTOCOL
+        }),
+        Err(e) => {
+            eprintln!("primepool: {e}");
+            EXIT_USAGE
+        }
+    };
+    std::process::exit(code)
+}
+
+/// A job queued in the worker.
+struct Run {
+    id: u64,
+    trampoline: u64,
+    func: u64,
+    timeout: Option<Duration>,
+    args: Vec<u8>,
+}
+
+/// The job the main thread is running.
+struct Current {
+    id: u64,
+    started: Instant,
+    timeout: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<Run>,
+    current: Option<Current>,
+    /// The main thread is asleep waiting for a job (only then is a wake-up needed).
+    idle: bool,
+}
+
+struct Worker {
+    inbox: Mutex<Inbox>,
+    job_arrived: Condvar,
+    out: Mutex<UnixStream>,
+}
+
+impl Worker {
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends one message (one write: the answer is out before the next job starts).
+    fn send(&self, message: &FromWorker<'_>) -> io::Result<()> {
+        let mut frame = Vec::new();
+        write_frame(&mut frame, message, MAX_FRAME_LEN).map_err(io::Error::other)?;
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        out.write_all(&frame)
+    }
+
+    /// Tells the pool that job `id` is being stopped and ends the process at once.
+    fn stop(&self, id: u64, timed_out: bool) -> ! {
+        let _ = self.send(&FromWorker::Stopped { id, timed_out });
+        // SAFETY: `_exit` ends the process without running exit handlers or destructors, which
+        // is the point: the job being stopped may hold any lock. It has no preconditions.
+        unsafe { libc::_exit(EXIT_STOPPED) }
+    }
+}
+
+/// Runs the worker: handshake, initializer, then jobs until the channel closes.
+fn serve(env: WorkerEnv) -> io::Result<i32> {
+    if !sys::is_socket(env.fd) {
+        return Err(io::Error::other(format!(
+            "descriptor {} named by {ENV} is not a socket",
+            env.fd
+        )));
+    }
+    // SAFETY: the descriptor is an open socket (checked above) that the pool created for this
+    // process and named in the variable just consumed; nothing else in the process knows of
+    // it, so taking sole ownership here is sound.
+    let stream = unsafe { UnixStream::from_raw_fd(env.fd) };
+    // The pool cleared close-on-exec for us; set it again so that programs the tasks start do
+    // not hold the channel open.
+    sys::set_cloexec(stream.as_fd(), true)?;
+    let worker = Arc::new(Worker {
+        inbox: Mutex::new(Inbox::default()),
+        job_arrived: Condvar::new(),
+        out: Mutex::new(stream.try_clone()?),
+    });
+
+    let ours = image::identity();
+    if env.image != ours {
+        let program = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let reason = format!(
+            "worker process {} runs {program} ({ours}), which is not the program image of the \
+             pool ({}); calls are shipped as code addresses, so a worker must run the \
+             identical executable",
+            std::process::id(),
+            env.image
+        );
+        worker.send(&FromWorker::Refused { reason })?;
+        return Ok(EXIT_REFUSED);
+    }
+    worker.send(&FromWorker::Hello)?;
+    if let Some(offset) = env.initializer {
+        // SAFETY: the pool made `offset` with `image::to_offset` from a `fn()` (the builder's
+        // `initializer` takes nothing else), and this process runs the identical image (checked
+        // just above), so the address is that same function here.
+        let init = unsafe { std::mem::transmute::<usize, fn()>(image::from_offset(offset)) };
+        if let Err(panic) = primepool_core::panic::catch(init) {
+            worker.send(&FromWorker::InitFailed { panic })?;
+            return Ok(EXIT_INIT_FAILED);
+        }
+    }
+    worker.send(&FromWorker::Ready)?;
+
+    let control = Arc::clone(&worker);
+    std::thread::Builder::new()
+        .name("primepool-worker-control".into())
+        .stack_size(256 * 1024)
+        .spawn(move || control_loop(&control, stream))?;
+    run_jobs(&worker)
+}
+
+/// The main thread: runs queued jobs in order, answering each before starting the next.
+fn run_jobs(worker: &Worker) -> io::Result<i32> {
+    let mut frame = Vec::new();
+    loop {
+        let run = {
+            let mut inbox = worker.inbox();
+            loop {
+                if let Some(run) = inbox.queue.pop_front() {
+                    inbox.current = Some(Current {
+                        id: run.id,
+                        started: Instant::now(),
+                        timeout: run.timeout,
+                    });
+                    break run;
+                }
+                inbox.idle = true;
+                inbox = worker
+                    .job_arrived
+                    .wait(inbox)
+                    .unwrap_or_else(|e| e.into_inner());
+                inbox.idle = false;
+            }
+        };
+        // SAFETY: the pool made both offsets with `image::to_offset` from `TaskFn::to_raw` of a
+        // `TaskFn::new`, and this process runs the identical image (checked at start-up), so
+        // they rebase to exactly the addresses `to_raw` returned there.
+        let call = unsafe {
+            TaskFn::from_raw(
+                image::from_offset(run.trampoline),
+                image::from_offset(run.func),
+            )
+        };
+        let reply = call.invoke(&run.args);
+        worker.inbox().current = None;
+        frame.clear();
+        let id = run.id;
+        let written = match &reply {
+            Ok(outcomes) => write_frame(
+                &mut frame,
+                &FromWorker::Done {
+                    id,
+                    outcomes: Bytes(outcomes),
+                },
+                MAX_FRAME_LEN,
+            ),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = written {
+            write_frame(&mut frame, &FromWorker::Failed { id, error }, MAX_FRAME_LEN)
+                .map_err(io::Error::other)?;
+        }
+        let mut out = worker.out.lock().unwrap_or_else(|e| e.into_inner());
+        out.write_all(&frame)?;
+    }
+}
+
+/// The control thread: reads the channel until it closes, then ends the process.
+fn control_loop(worker: &Worker, mut stream: UnixStream) -> ! {
+    let mut reader = FrameReader::new(MAX_FRAME_LEN);
+    let mut batch: Vec<Run> = Vec::new();
+    let mut ticking = false;
+    loop {
+        match reader.fill(&mut stream) {
+            // The pool closed the channel, or its process is gone: nothing left to serve.
+            Ok(0) => std::process::exit(if reader.finish().is_ok() {
+                0
+            } else {
+                EXIT_PROTOCOL
+            }),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => fail(&format!("reading the channel: {e}")),
+        }
+        loop {
+            let range = match reader.next_frame() {
+                Ok(Some(range)) => range,
+                Ok(None) => break,
+                Err(e) => fail(&e.to_string()),
+            };
+            match protocol::decode::<ToWorker<'_>>(reader.payload(range)) {
+                Ok(ToWorker::Run {
+                    id,
+                    trampoline,
+                    func,
+                    timeout_us,
+                    args,
+                }) => batch.push(Run {
+                    id,
+                    trampoline,
+                    func,
+                    timeout: timeout_us.map(Duration::from_micros),
+                    args: args.0.to_vec(),
+                }),
+                Ok(ToWorker::Terminate { id }) => {
+                    queue(worker, &mut batch);
+                    terminate(worker, id);
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        if !ticking && batch.iter().any(|r| r.timeout.is_some()) {
+            ticking = stream.set_read_timeout(Some(TICK)).is_ok();
+        }
+        queue(worker, &mut batch);
+        if ticking {
+            let inbox = worker.inbox();
+            if let Some(current) = &inbox.current {
+                if current
+                    .timeout
+                    .is_some_and(|t| current.started.elapsed() > t)
+                {
+                    worker.stop(current.id, true);
+                }
+            }
+        }
+    }
+}
+
+/// Hands the jobs read so far to the main thread.
+fn queue(worker: &Worker, batch: &mut Vec<Run>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut inbox = worker.inbox();
+    inbox.queue.extend(batch.drain(..));
+    if inbox.idle {
+        worker.job_arrived.notify_one();
+    }
+}
+
+/// Stops job `id`: drops it if queued, ends the process if it is running, ignores it if it is
+/// already answered.
+fn terminate(worker: &Worker, id: u64) {
+    let mut inbox = worker.inbox();
+    if inbox.current.as_ref().is_some_and(|c| c.id == id) {
+        worker.stop(id, false);
+    }
+    if let Some(at) = inbox.queue.iter().position(|r| r.id == id) {
+        inbox.queue.remove(at);
+        drop(inbox);
+        if worker.send(&FromWorker::Skipped { id }).is_err() {
+            fail("could not answer a Terminate");
+        }
+    }
+}
+
+fn fail(what: &str) -> ! {
+    eprintln!(
+        "primepool worker {}: protocol error: {what}",
+        std::process::id()
+    );
+    std::process::exit(EXIT_PROTOCOL)
+}

@@ -1,0 +1,114 @@
+//! How the process-pool tests get worker processes, and checks on processes.
+//!
+//! A test binary's `main` is the test harness, which never calls
+//! `primepool::run_worker_if_requested()`. So the pools made here start workers with
+//! `worker_command`: the test binary itself (the same program image, as the pool requires),
+//! with arguments that make the harness run only the ignored test [`worker_entry`], whose body
+//! is that call. A test file uses this with `mod support;`.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the support"
+)]
+
+use std::time::{Duration, Instant};
+
+use primepool::process::ProcessPoolBuilder;
+use primepool::ProcessPoolExecutor;
+
+/// The harness arguments that run only [`worker_entry`].
+pub const WORKER_ARGS: [&str; 6] = [
+    "support::worker_entry",
+    "--exact",
+    "--ignored",
+    "--nocapture",
+    "--test-threads=1",
+    "-q",
+];
+
+/// The entry point of worker processes: run by the pool, not by `cargo test`.
+#[test]
+#[ignore = "the entry point of worker processes, started by the process pool"]
+fn worker_entry() {
+    primepool::run_worker_if_requested();
+}
+
+/// A builder whose workers are this test binary.
+pub fn builder() -> ProcessPoolBuilder {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    ProcessPoolExecutor::builder().worker_command(exe, WORKER_ARGS)
+}
+
+/// A pool of `workers` processes running this test binary.
+pub fn pool(workers: usize) -> ProcessPoolExecutor {
+    builder()
+        .max_workers(workers)
+        .build()
+        .expect("a process pool")
+}
+
+/// Process `pid`'s parent pid and state letter (`R`, `S`, `Z`...), or `None` if it is gone.
+pub fn stat(pid: u32) -> Option<(u32, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid ...": comm may hold spaces and parentheses; the last ')' ends it.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// True if `pid` no longer runs (gone, or a zombie waiting for someone else's `wait`).
+pub fn exited(pid: u32) -> bool {
+    !matches!(stat(pid), Some((_, state)) if state != 'Z')
+}
+
+/// The pids of this process's children (zombies included), from `/proc`.
+pub fn children() -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat(pid).is_some_and(|(ppid, _)| ppid == me))
+        .collect()
+}
+
+/// Waits up to `limit` for `condition`, polling.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill has no memory-safety preconditions; `pid` is a worker of a pool this test
+    // owns and has not reaped, so the pid cannot have been reused.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
+/// Runs this test binary's ignored test `name` as a child process (with extra environment)
+/// and returns its output.
+pub fn run_ignored_test(name: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    std::process::Command::new(exe)
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .envs(env.iter().copied())
+        .output()
+        .expect("running the test binary")
+}
