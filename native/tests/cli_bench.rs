@@ -74,6 +74,44 @@ fn json_follows_the_schema_and_seed_outputs_equal_cpythons() {
 }
 
 #[test]
+fn every_backend_returns_cpythons_outputs_in_both_modes() {
+    for mode in ["map", "submit"] {
+        let json = bench_json(&[
+            "--backends",
+            "processes,rayon,threads",
+            "--workers",
+            "2",
+            "--repeat",
+            "1",
+            "--mode",
+            mode,
+        ]);
+        assert_eq!(json["outputs_agree"], true);
+        let results = json["results"].as_array().unwrap();
+        let names: Vec<&str> = results
+            .iter()
+            .map(|r| r["backend"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["serial", "processes", "rayon", "threads"],
+            "serial first"
+        );
+        for result in results {
+            assert_eq!(
+                outputs(result),
+                cpython_seed_outputs(),
+                "{mode}: {}",
+                result["backend"]
+            );
+            let expected_workers = if result["backend"] == "serial" { 1 } else { 2 };
+            assert_eq!(result["workers"], expected_workers);
+            assert!(result["speedup_vs_serial"].as_f64().unwrap() > 0.0);
+        }
+    }
+}
+
+#[test]
 fn serial_runs_first_even_when_not_listed_and_submit_mode_agrees() {
     let json = bench_json(&[
         "--backends",

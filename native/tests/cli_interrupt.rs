@@ -46,8 +46,8 @@ fn sigint(pid: u32) {
 
 /// Starts a long benchmark of `backend`, waits until serial is done and `backend` has been
 /// running for a moment, presses Ctrl-C, and checks the exit status, the time it took and
-/// that the command's children are gone.
-fn interrupt_while_running(backend: &str) {
+/// that the command's children (the pool's worker processes, if it has any) are gone.
+fn interrupt_while_running(backend: &str, has_worker_processes: bool) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_primepool"))
         .args(["-v", "bench", "--repeat", "1", "--workers", "2"])
         .args(["--values", "40000..40300", "--backends", backend])
@@ -70,6 +70,11 @@ fn interrupt_while_running(backend: &str) {
     }
     std::thread::sleep(Duration::from_millis(300));
     let workers = children_of(pid);
+    assert_eq!(
+        !workers.is_empty(),
+        has_worker_processes,
+        "{backend}: worker processes {workers:?}"
+    );
     sigint(pid);
     let pressed = Instant::now();
     let status = child.wait().unwrap();
@@ -83,5 +88,10 @@ fn interrupt_while_running(backend: &str) {
 
 #[test]
 fn ctrl_c_stops_a_thread_pool_benchmark_with_status_130() {
-    interrupt_while_running("threads");
+    interrupt_while_running("threads", false);
+}
+
+#[test]
+fn ctrl_c_stops_a_process_pool_benchmark_and_ends_its_workers() {
+    interrupt_while_running("processes", true);
 }
