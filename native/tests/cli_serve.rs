@@ -184,3 +184,37 @@ fn a_missing_folder_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_server_with_status_130() {
+    let dir = site();
+    let mut server = start(&dir.path().join("www"));
+    assert_eq!(get(server.port, "/").status, 200);
+    // SAFETY: kill(2) only sends a signal; the child has not been reaped (its `Child` is
+    // still held and waited for below), so its pid cannot name another process.
+    let rc = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn head_requests_get_the_length_without_the_body() {
+    let dir = site();
+    let server = start(&dir.path().join("www"));
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        stream,
+        "HEAD /pkg/app.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(
+        raw.to_ascii_lowercase().contains("content-length: 10"),
+        "{raw}"
+    );
+    assert!(raw.ends_with("\r\n\r\n"), "no body: {raw:?}");
+}

@@ -125,12 +125,8 @@ fn answer(root: &Path, request: Request) -> io::Result<()> {
         _ => plain(405, "only GET and HEAD are supported"),
     };
     log::info!("{method} {url} -> {status}");
-    let mut response = Response::from_data(if method == Method::Head {
-        Vec::new()
-    } else {
-        body
-    })
-    .with_status_code(StatusCode(status));
+    // For HEAD, tiny_http sends the headers (Content-Length included) and drops the body.
+    let mut response = Response::from_data(body).with_status_code(StatusCode(status));
     let mut headers = vec![
         ("Content-Type", mime.to_owned()),
         ("Cross-Origin-Opener-Policy", "same-origin".to_owned()),
