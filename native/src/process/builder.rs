@@ -7,7 +7,7 @@ use std::time::Duration;
 use primepool_core::Error;
 
 use super::spawn::WorkerCommand;
-use super::supervisor::Config;
+use super::state::Config;
 use super::ProcessPoolExecutor;
 
 /// Configures a [`ProcessPoolExecutor`]; made by [`ProcessPoolExecutor::builder`].

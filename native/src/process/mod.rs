@@ -22,23 +22,23 @@
 //! ```
 //!
 //! How it works, module by module:
-//! - [`spawn`](self) starts a worker from `/proc/self/exe` (Linux) with one inherited socket
+//! - `spawn` starts a worker from `/proc/self/exe` (Linux) with one inherited socket
 //!   that is not stdin/stdout/stderr, so tasks print to the terminal as in Python;
 //! - `image` identifies the program image (GNU build-id, else the executable's file identity);
 //!   a call crosses as code offsets from a marker function, and a worker that runs a
-//!   different image refuses (the pool becomes [`Error::Broken`](crate::Error::Broken) with the
+//!   different image refuses (the pool becomes [`Error::Broken`] with the
 //!   reason) rather than jump to the wrong code;
 //! - `frame` and `protocol`: length-prefixed postcard messages with a hard size cap;
-//! - `supervisor`: one I/O thread per pool keeps a bounded window of jobs in flight per worker,
+//! - `state` and `io`: one I/O thread per pool keeps a bounded window of jobs in flight per worker,
 //!   batches writes, completes futures, and replaces workers that die;
 //! - `worker`: the worker's loop.
 //!
 //! Failure semantics, beyond Python's (where one dead worker breaks the whole pool): a panic
 //! fails only its task; a worker that dies (abort, segfault, `exit`, SIGKILL from outside)
-//! fails only the job it was running, with [`Error::WorkerDied`](crate::Error::WorkerDied)
+//! fails only the job it was running, with [`Error::WorkerDied`]
 //! naming the pid and signal, and is replaced; [`Future::terminate`](crate::Future::terminate)
 //! and the per-task timeout end the worker and fail the task with
-//! [`Error::Terminated`](crate::Error::Terminated). If the pool's process dies, its workers exit
+//! [`Error::Terminated`]. If the pool's process dies, its workers exit
 //! at once (end-of-file on their channel, plus the parent-death signal on Linux).
 //!
 //! Test binaries, whose `main` is the test harness, get workers through
@@ -50,11 +50,13 @@
 //! Windows is not supported.
 
 mod builder;
+mod conn;
 mod frame;
 mod image;
-mod protocol;
+mod io;
+pub(crate) mod protocol;
 mod spawn;
-mod supervisor;
+mod state;
 mod sys;
 mod worker;
 
@@ -67,9 +69,11 @@ use primepool_core::{Error, Executor, Job};
 
 pub use builder::ProcessPoolBuilder;
 pub use frame::{FrameError, FrameReader, MAX_FRAME_LEN};
+#[doc(hidden)]
+pub use protocol::decode_any_message;
 pub use worker::run_worker_if_requested;
 
-use supervisor::{Config, Shared};
+use state::{Config, Shared};
 
 /// A pool of worker processes implementing [`Executor`]: Python's `ProcessPoolExecutor`.
 ///
@@ -109,7 +113,7 @@ impl ProcessPoolExecutor {
     }
 
     fn start(config: Config) -> Result<Self, Error> {
-        let (shared, io_thread) = supervisor::start(config)?;
+        let (shared, io_thread) = io::start(config)?;
         Ok(ProcessPoolExecutor {
             shared,
             io_thread: Mutex::new(Some(io_thread)),

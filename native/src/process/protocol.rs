@@ -3,8 +3,9 @@
 //! The conversation: the worker checks that it runs the pool's own program image and says
 //! [`FromWorker::Hello`] (or [`FromWorker::Refused`]), runs the initializer and says
 //! [`FromWorker::Ready`] (or [`FromWorker::InitFailed`]); then the pool keeps several
-//! [`ToWorker::Run`] in flight and the worker answers each, in order, with
-//! [`FromWorker::Done`] or [`FromWorker::Failed`]. [`ToWorker::Terminate`] asks for a job to be
+//! [`ToWorker::Run`] in flight and the worker takes them in order, saying
+//! [`FromWorker::Started`] before running each and [`FromWorker::Done`] or
+//! [`FromWorker::Failed`] after. [`ToWorker::Terminate`] asks for a job to be
 //! stopped: the worker drops it if it has not started ([`FromWorker::Skipped`]) or says
 //! [`FromWorker::Stopped`] and ends itself if it is running it. The pool ends a worker by
 //! closing the channel.
@@ -99,6 +100,12 @@ pub(crate) enum FromWorker<'a> {
         /// The panic.
         panic: TaskPanic,
     },
+    /// The worker starts job `id` now (sent before the job runs, so that if the worker dies the
+    /// pool knows which job it was running).
+    Started {
+        /// The job.
+        id: u64,
+    },
     /// Job `id` ran; `outcomes` is `TaskFn::invoke`'s encoded reply.
     Done {
         /// The job.
@@ -131,6 +138,15 @@ pub(crate) enum FromWorker<'a> {
 /// Decodes one message from a frame's payload; bad bytes are an error, never a panic.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, String> {
     postcard::from_bytes(payload).map_err(|e| format!("undecodable message: {e}"))
+}
+
+/// Decodes `payload` as a message in either direction, discarding it: the entry point for
+/// fuzzing and property tests of the message decoder (no input may panic it).
+#[doc(hidden)]
+pub fn decode_any_message(payload: &[u8]) -> Result<(), String> {
+    let to = decode::<ToWorker<'_>>(payload).map(drop);
+    let from = decode::<FromWorker<'_>>(payload).map(drop);
+    to.or(from)
 }
 
 #[cfg(test)]
@@ -191,6 +207,6 @@ mod tests {
         assert!(decode::<FromWorker<'_>>(&[200]).is_err(), "unknown variant");
         assert!(decode::<FromWorker<'_>>(&[]).is_err(), "empty");
         // `Done` whose blob claims more bytes than the frame holds.
-        assert!(decode::<FromWorker<'_>>(&[4, 1, 50, 1, 2]).is_err());
+        assert!(decode::<FromWorker<'_>>(&[5, 1, 50, 1, 2]).is_err());
     }
 }

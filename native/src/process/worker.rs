@@ -52,6 +52,10 @@ const TICK: Duration = Duration::from_millis(5);
 ///     // ... the program proper, which may create process pools ...
 /// }
 /// ```
+#[allow(
+    clippy::needless_doctest_main,
+    reason = "the contract is about the first line of main"
+)]
 pub fn run_worker_if_requested() {
     let Some(value) = std::env::var_os(ENV) else {
         return;
@@ -114,12 +118,17 @@ impl Worker {
         self.inbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends one message (one write: the answer is out before the next job starts).
+    /// Sends one message.
     fn send(&self, message: &FromWorker<'_>) -> io::Result<()> {
         let mut frame = Vec::new();
         write_frame(&mut frame, message, MAX_FRAME_LEN).map_err(io::Error::other)?;
+        self.write(&frame)
+    }
+
+    /// Writes encoded frames to the pool.
+    fn write(&self, frames: &[u8]) -> io::Result<()> {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        out.write_all(&frame)
+        out.write_all(frames)
     }
 
     /// Tells the pool that job `id` is being stopped and ends the process at once.
@@ -188,9 +197,11 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
     run_jobs(&worker)
 }
 
-/// The main thread: runs queued jobs in order, answering each before starting the next.
+/// The main thread: runs queued jobs in order. It says `Started` before each job and writes
+/// each answer before the next job starts (together with that job's `Started`: one write per
+/// job while busy), so a crash never loses an answer and the pool knows which job crashed.
 fn run_jobs(worker: &Worker) -> io::Result<i32> {
-    let mut frame = Vec::new();
+    let mut pending = Vec::new();
     loop {
         let run = {
             let mut inbox = worker.inbox();
@@ -203,6 +214,14 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
                     });
                     break run;
                 }
+                if !pending.is_empty() {
+                    // Nothing to start: the last answer goes out alone.
+                    drop(inbox);
+                    worker.write(&pending)?;
+                    pending.clear();
+                    inbox = worker.inbox();
+                    continue;
+                }
                 inbox.idle = true;
                 inbox = worker
                     .job_arrived
@@ -211,6 +230,11 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
                 inbox.idle = false;
             }
         };
+        let id = run.id;
+        write_frame(&mut pending, &FromWorker::Started { id }, MAX_FRAME_LEN)
+            .map_err(io::Error::other)?;
+        worker.write(&pending)?;
+        pending.clear();
         // SAFETY: the pool made both offsets with `image::to_offset` from `TaskFn::to_raw` of a
         // `TaskFn::new`, and this process runs the identical image (checked at start-up), so
         // they rebase to exactly the addresses `to_raw` returned there.
@@ -222,11 +246,9 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
         };
         let reply = call.invoke(&run.args);
         worker.inbox().current = None;
-        frame.clear();
-        let id = run.id;
         let written = match &reply {
             Ok(outcomes) => write_frame(
-                &mut frame,
+                &mut pending,
                 &FromWorker::Done {
                     id,
                     outcomes: Bytes(outcomes),
@@ -236,11 +258,13 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = written {
-            write_frame(&mut frame, &FromWorker::Failed { id, error }, MAX_FRAME_LEN)
-                .map_err(io::Error::other)?;
+            write_frame(
+                &mut pending,
+                &FromWorker::Failed { id, error },
+                MAX_FRAME_LEN,
+            )
+            .map_err(io::Error::other)?;
         }
-        let mut out = worker.out.lock().unwrap_or_else(|e| e.into_inner());
-        out.write_all(&frame)?;
     }
 }
 

@@ -1,49 +1,31 @@
-//! The pool's side: one I/O thread per pool that starts, feeds, watches and reaps the workers.
+//! The I/O thread: one per pool, it starts, feeds, watches and reaps the workers.
 //!
-//! Submitting threads only push jobs onto a queue under the state lock and, if the I/O thread
-//! is asleep in `poll`, write one byte to wake it. The I/O thread does everything else, in
-//! turns: it hands queued jobs to the least loaded workers (encoding each as one frame in that
-//! worker's outbox), writes every outbox with one system call, sleeps in `poll` on all the
-//! channels at once, decodes the answers in batches and completes the futures outside the
-//! lock. Batching falls out of this shape: while a turn runs, new jobs and answers accumulate,
-//! and the next turn moves them all at once.
+//! It works in turns: it hands queued jobs to the least loaded workers with room (encoding each
+//! as one frame in that worker's outbox), writes every outbox with one system call, sleeps in
+//! `poll` on all the channels and its waker at once, decodes the answers in batches under one
+//! lock and completes the futures after releasing it. Batching falls out of this shape: while
+//! a turn runs, new jobs and answers accumulate, and the next turn moves them all at once.
 //!
-//! Each worker has a bounded, adaptive window of jobs in flight: enough that it never waits a
-//! round trip for its next job, small enough that a slow job delays little behind it. The
-//! window is sized from the worker's recent job durations (many for microsecond jobs, two for
-//! slow ones), and a worker whose current job has run longer than [`BUDGET`] gets nothing more
-//! until it answers, so a long task does not hold a queue of short ones hostage.
-//!
-//! A worker answers its jobs in order and before starting the next one, so the oldest
-//! unanswered job is the one it is running. When a worker dies, that job alone fails (with
-//! [`Error::WorkerDied`]); the jobs queued behind it never started and go back to the front of
-//! the pool's queue; a replacement is started. The I/O thread is also the only thread that
-//! starts workers: on Linux a worker's parent-death signal follows the *thread* that forked
-//! it, and this thread lives exactly as long as the pool.
+//! It is also the only thread that starts workers: on Linux a worker's parent-death signal
+//! follows the *thread* that forked it, and this thread lives exactly as long as the pool.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::process::Child;
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
-use std::thread::ThreadId;
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use primepool_core::{Error, Job, WorkerId};
+use primepool_core::{Error, Job};
 
+use super::conn::{peer_gone, Conn};
 use super::frame::{write_frame, FrameReader, MAX_FRAME_LEN};
 use super::image;
 use super::protocol::{self, Bytes, FromWorker, ToWorker};
-use super::spawn::{self, WorkerCommand};
+use super::spawn;
+use super::state::*;
 use super::sys;
 
-/// The queued work a worker should hold, in time: the window adapts to keep about this much.
-pub(crate) const BUDGET: Duration = Duration::from_millis(2);
-/// The most jobs in flight to one worker.
-const MAX_WINDOW: usize = 128;
-/// The fewest: one running and one ready, so a worker never waits a round trip.
-const MIN_WINDOW: usize = 2;
 /// A worker with this much unsent output gets no new jobs until it reads.
 const OUTBOX_SOFT_LIMIT: usize = 4 << 20;
 /// How long a worker may take to start and answer the handshake.
@@ -56,258 +38,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// How often the I/O thread checks for workers that died without closing their channel.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Consecutive start-up failures after which the pool is declared broken.
-const MAX_STARTUP_FAILURES: u32 = 3;
-
-/// The pool's fixed settings.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub max_workers: usize,
-    pub command: WorkerCommand,
-    pub initializer: Option<fn()>,
-    pub max_tasks_per_child: Option<usize>,
-    pub task_timeout: Option<Duration>,
-}
-
-/// A job waiting for a worker.
-struct Queued {
-    id: u64,
-    job: Job,
-    /// It was sent to a worker that died before starting it: its futures are running already.
-    requeued: bool,
-}
-
-/// Why a job in flight is being stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopReason {
-    Requested,
-    TimedOut,
-}
-
-struct InFlight {
-    id: u64,
-    job: Job,
-    calls: u32,
-    /// Where its frame ends in the channel's byte stream (see `Conn::delivered`).
-    frame_end: u64,
-    /// Set when the job is being stopped, with the time the request went out.
-    stop: Option<(StopReason, Option<Instant>)>,
-}
-
-/// How far a worker has come through start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
-    Started,
-    Greeted,
-    Ready,
-}
-
-/// Why a worker is going away, once the pool knows it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ending {
-    /// The pool closed its channel (retired, shut down, pool broken): its exit is expected.
-    Closed,
-    /// It said it is ending itself to stop a job; nothing else it held had started.
-    SelfStopped,
-    /// The pool killed it, for this reason.
-    Killed(String),
-}
-
-/// What the whole pool knows about a worker (the I/O thread keeps the channel itself).
-struct WorkerInfo {
-    pid: u32,
-    phase: Phase,
-    spawned: Instant,
-    ending: Option<Ending>,
-    /// It has been sent its `max_tasks_per_child` jobs: no more, then it is closed.
-    retiring: bool,
-    in_flight: VecDeque<InFlight>,
-    sent: usize,
-    /// When the oldest job in flight became the oldest (about when the worker started it).
-    head_since: Instant,
-    /// Recent job durations, exponentially averaged, in nanoseconds.
-    service_ns: f64,
-}
-
-impl WorkerInfo {
-    fn accepts_work(&self) -> bool {
-        self.ending.is_none() && !self.retiring
-    }
-
-    fn window(&self) -> usize {
-        let fit = BUDGET.as_nanos() as f64 / self.service_ns.max(1.0);
-        (fit as usize).clamp(MIN_WINDOW, MAX_WINDOW)
-    }
-
-    fn has_room(&self, now: Instant) -> bool {
-        self.in_flight.is_empty()
-            || (self.in_flight.len() < self.window() && now - self.head_since < BUDGET)
-    }
-
-    /// Takes job `id` out of the window, updating the duration estimate if it was the oldest.
-    fn take(&mut self, id: u64, now: Instant) -> Option<InFlight> {
-        let at = self.in_flight.iter().position(|e| e.id == id)?;
-        if at == 0 {
-            let sample = (now - self.head_since).as_nanos() as f64;
-            self.service_ns += (sample - self.service_ns) / 4.0;
-            self.head_since = now;
-        }
-        self.in_flight.remove(at)
-    }
-}
-
-pub(crate) struct State {
-    queue: VecDeque<Queued>,
-    workers: Vec<WorkerInfo>,
-    next_id: u64,
-    shutdown: bool,
-    broken: Option<String>,
-    /// The I/O thread is (about to be) asleep in `poll`: a new job must wake it.
-    sleeping: bool,
-    /// A wake-up byte is on its way.
-    woken: bool,
-    /// Jobs whose futures asked to be terminated while in flight.
-    terminations: Vec<u64>,
-    /// The I/O thread has reaped every worker and ended.
-    finished: bool,
-}
-
-/// What the pool handle and the I/O thread share.
-pub(crate) struct Shared {
-    state: Mutex<State>,
-    finished: Condvar,
-    waker: UnixStream,
-    pub(crate) config: Config,
-    io_thread: OnceLock<ThreadId>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Every critical section leaves the state consistent before anything that can panic
-        // (user code never runs under this lock), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn wake(&self, mut state: MutexGuard<'_, State>) {
-        let wake = state.sleeping && !state.woken;
-        state.woken |= wake;
-        drop(state);
-        if wake {
-            // A full buffer means a wake-up is pending anyway.
-            let _ = (&self.waker).write(&[1]);
-        }
-    }
-
-    fn on_io_thread(&self) -> bool {
-        self.io_thread.get() == Some(&std::thread::current().id())
-    }
-
-    /// Queues jobs (the executor's `execute` and `execute_batch`).
-    pub(crate) fn submit(&self, jobs: Vec<Job>) -> Result<(), Error> {
-        // A closure cannot leave this process: fail it now, with a reason, not at dispatch.
-        let (jobs, closures): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| j.task_fn().is_some());
-        let refused = !closures.is_empty();
-        for job in closures {
-            job.fail(closure_error());
-        }
-        let mut state = self.lock();
-        if state.shutdown {
-            return Err(Error::ShutDown);
-        }
-        if let Some(why) = &state.broken {
-            return Err(Error::Broken(why.clone()));
-        }
-        for job in jobs {
-            let id = state.next_id;
-            state.next_id += 1;
-            state.queue.push_back(Queued {
-                id,
-                job,
-                requeued: false,
-            });
-        }
-        self.wake(state);
-        if refused {
-            return Err(closure_error());
-        }
-        Ok(())
-    }
-
-    /// Stops accepting work; cancels what has not been sent if asked; waits if asked.
-    pub(crate) fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        let mut state = self.lock();
-        state.shutdown = true;
-        let mut cancelled: Vec<Queued> = Vec::new();
-        if cancel_futures {
-            // Jobs sent once already (to a worker that died) are running, not pending.
-            let (keep, cancel): (VecDeque<_>, VecDeque<_>) =
-                state.queue.drain(..).partition(|q| q.requeued);
-            state.queue = keep;
-            cancelled = cancel.into();
-        }
-        self.wake(state);
-        for queued in cancelled {
-            queued.job.cancel();
-        }
-        if wait && !self.on_io_thread() {
-            let mut state = self.lock();
-            while !state.finished {
-                state = self.finished.wait(state).unwrap_or_else(|e| e.into_inner());
-            }
-        }
-    }
-
-    /// The pids of the workers currently serving the pool.
-    pub(crate) fn worker_pids(&self) -> Vec<u32> {
-        let state = self.lock();
-        state
-            .workers
-            .iter()
-            .filter(|w| w.accepts_work())
-            .map(|w| w.pid)
-            .collect()
-    }
-
-    /// The terminator of job `id`: what `Future::terminate` calls while it runs.
-    fn terminate(&self, id: u64) -> bool {
-        let mut state = self.lock();
-        let mut found = None;
-        for worker in &mut state.workers {
-            if let Some(entry) = worker.in_flight.iter_mut().find(|e| e.id == id) {
-                let first = entry.stop.is_none();
-                if first {
-                    entry.stop = Some((StopReason::Requested, None));
-                }
-                found = Some(first);
-                break;
-            }
-        }
-        if let Some(first) = found {
-            if first {
-                state.terminations.push(id);
-                self.wake(state);
-            }
-            return true;
-        }
-        if let Some(at) = state.queue.iter().position(|q| q.id == id) {
-            let queued = state.queue.remove(at);
-            drop(state);
-            if let Some(queued) = queued {
-                queued.job.fail(Error::Terminated(
-                    "Future::terminate() removed it from the queue before a worker started it"
-                        .into(),
-                ));
-            }
-            return true;
-        }
-        false
-    }
-
-    fn finish(&self) {
-        self.lock().finished = true;
-        self.finished.notify_all();
-    }
-}
+pub(super) const MAX_STARTUP_FAILURES: u32 = 3;
 
 /// Starts the pool: its I/O thread, which starts the workers. Fails if the first workers
 /// cannot be started.
@@ -365,74 +96,6 @@ pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, std::thread::JoinHan
 fn io_error(what: &str, e: io::Error) -> Error {
     Error::Broken(format!("{what}: {e}"))
 }
-
-/// The I/O thread's own side of a worker: its process and channel.
-struct Conn {
-    child: Child,
-    /// `None` once the channel is closed (by us, or end-of-file from the worker).
-    stream: Option<UnixStream>,
-    reader: FrameReader,
-    outbox: Vec<u8>,
-    written: usize,
-    /// Bytes the worker's socket accepted so far: a job whose frame ends beyond this never
-    /// reached the worker (it was already gone) and can safely run elsewhere.
-    delivered: u64,
-    /// Since when the pool has been waiting for the process to exit.
-    closed_at: Option<Instant>,
-}
-
-impl Conn {
-    fn pending(&self) -> usize {
-        self.outbox.len() - self.written
-    }
-
-    /// The stream position just past everything queued so far.
-    fn queued_end(&self) -> u64 {
-        self.delivered + self.pending() as u64
-    }
-
-    fn close(&mut self, now: Instant) {
-        self.stream = None;
-        self.closed_at.get_or_insert(now);
-    }
-
-    fn kill(&mut self, now: Instant) {
-        let _ = self.child.kill();
-        self.close(now);
-    }
-
-    /// Writes as much of the outbox as the channel takes now.
-    fn flush(&mut self) -> io::Result<()> {
-        let Some(stream) = &mut self.stream else {
-            self.outbox.clear();
-            self.written = 0;
-            return Ok(());
-        };
-        while self.written < self.outbox.len() {
-            match stream.write(&self.outbox[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.written += n;
-                    self.delivered += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if self.written == self.outbox.len() {
-            self.outbox.clear();
-            self.written = 0;
-        } else if self.written > (1 << 20) {
-            self.outbox.drain(..self.written);
-            self.written = 0;
-        }
-        Ok(())
-    }
-}
-
-/// Futures to fail, collected under the lock and failed after it is released.
-type Failures = Vec<(Job, Error)>;
 
 struct Io {
     shared: Arc<Shared>,
@@ -586,7 +249,6 @@ impl Io {
                 continue;
             }
             job.set_terminator(terminator(&self.shared, id));
-            let frame_end = self.conns[i].queued_end();
             let worker = &mut state.workers[i];
             if worker.in_flight.is_empty() {
                 worker.head_since = now;
@@ -595,7 +257,7 @@ impl Io {
                 id,
                 job,
                 calls,
-                frame_end,
+                started: false,
                 stop: None,
             });
             worker.sent += 1;
@@ -621,7 +283,7 @@ impl Io {
                 ))
             } else if let Some(head) = worker.in_flight.front_mut() {
                 let overran = timeout.is_some_and(|t| {
-                    worker.phase == Phase::Ready
+                    head.started
                         && deadline(worker.head_since, t.saturating_mul(head.calls))
                             .and_then(|d| d.checked_add(STOP_GRACE))
                             .is_some_and(|d| now > d)
@@ -655,8 +317,7 @@ impl Io {
         let broken = state.broken.is_some();
         for (worker, conn) in state.workers.iter_mut().zip(&mut self.conns) {
             let idle = worker.in_flight.is_empty();
-            if conn.stream.is_some() && ((worker.retiring && idle) || (all_done && idle) || broken)
-            {
+            if conn.stream.is_some() && (((worker.retiring || all_done) && idle) || broken) {
                 worker.ending.get_or_insert(Ending::Closed);
                 conn.close(now);
             }
@@ -830,6 +491,15 @@ impl Io {
                     }
                 };
                 let (id, outcome) = match message {
+                    FromWorker::Started { id } => {
+                        if let Some(at) = worker.in_flight.iter().position(|e| e.id == id) {
+                            worker.in_flight[at].started = true;
+                            if at == 0 {
+                                worker.head_since = now;
+                            }
+                        }
+                        continue;
+                    }
                     FromWorker::Hello => {
                         worker.phase = worker.phase.max(Phase::Greeted);
                         continue;
@@ -950,7 +620,7 @@ impl Io {
             if conn.stream.is_some() {
                 self.read(i);
             }
-            let delivered = self.conns.remove(i).delivered;
+            self.conns.remove(i);
             let shared = Arc::clone(&self.shared);
             let failures = {
                 let mut state = shared.lock();
@@ -958,7 +628,6 @@ impl Io {
                 bury(
                     &mut state,
                     worker,
-                    delivered,
                     &sys::describe(status),
                     &shared.config,
                     &mut self.startup_failures,
@@ -1000,7 +669,6 @@ impl Io {
                     reader: FrameReader::new(MAX_FRAME_LEN),
                     outbox: Vec::new(),
                     written: 0,
-                    delivered: 0,
                     closed_at: None,
                 });
                 self.shared.lock().workers.push(WorkerInfo {
@@ -1012,7 +680,8 @@ impl Io {
                     in_flight: VecDeque::new(),
                     sent: 0,
                     head_since: now,
-                    service_ns: BUDGET.as_nanos() as f64 / 4.0,
+                    // A window of two until the first answers tell how long jobs take.
+                    service_ns: BUDGET.as_nanos() as f64 / 2.0,
                 });
                 Ok(true)
             }
@@ -1077,159 +746,10 @@ impl Io {
     }
 }
 
-/// Decides the fate of the jobs a dead worker held: a job being stopped fails as terminated;
-/// the job it was running (if it was killed or died unexpectedly) fails with
-/// [`Error::WorkerDied`]; the others never started and go back to the front of the queue.
-fn bury(
-    state: &mut State,
-    worker: WorkerInfo,
-    delivered: u64,
-    status: &str,
-    config: &Config,
-    startup_failures: &mut u32,
-) -> Failures {
-    let mut failures = Failures::new();
-    let pid = worker.pid;
-    let mut held = worker.in_flight;
-    // Jobs being stopped fail as terminated, wherever they were.
-    let mut rest = VecDeque::with_capacity(held.len());
-    for entry in held.drain(..) {
-        match entry.stop {
-            Some((reason, _)) => {
-                failures.push((entry.job, stop_error(reason, pid, entry.calls, config)))
-            }
-            None => rest.push_back(entry),
-        }
-    }
-    let running_head = match &worker.ending {
-        Some(Ending::Closed | Ending::SelfStopped) => false,
-        Some(Ending::Killed(_)) => true,
-        None if worker.phase < Phase::Ready => {
-            *startup_failures += 1;
-            if *startup_failures >= MAX_STARTUP_FAILURES {
-                let reason = format!(
-                    "worker processes keep ending before they are ready (the last, process \
-                     {pid}: {status}); does the worker program call \
-                     primepool::run_worker_if_requested() first thing in main?"
-                );
-                failures.extend(
-                    rest.into_iter()
-                        .map(|e| (e.job, Error::Broken(reason.clone()))),
-                );
-                failures.extend(break_state(state, &reason));
-                return failures;
-            }
-            false
-        }
-        None => true,
-    };
-    // A job that never fully reached the worker cannot have started (the worker was gone when
-    // it was written): it goes back to the queue with the rest.
-    let head_delivered = rest.front().is_some_and(|head| head.frame_end <= delivered);
-    if running_head && head_delivered {
-        if let Some(head) = rest.pop_front() {
-            let status = match &worker.ending {
-                Some(Ending::Killed(why)) => format!("{status}; the pool killed it: {why}"),
-                _ => status.to_owned(),
-            };
-            failures.push((
-                head.job,
-                Error::WorkerDied {
-                    worker: WorkerId::Process(pid),
-                    status,
-                },
-            ));
-        }
-    }
-    if let Some(reason) = &state.broken {
-        failures.extend(
-            rest.into_iter()
-                .map(|e| (e.job, Error::Broken(reason.clone()))),
-        );
-    } else {
-        for entry in rest.into_iter().rev() {
-            state.queue.push_front(Queued {
-                id: entry.id,
-                job: entry.job,
-                requeued: true,
-            });
-        }
-    }
-    failures
-}
-
-/// Marks the state broken and takes every job out, to be failed with the reason.
-fn break_state(state: &mut State, reason: &str) -> Failures {
-    let reason = state
-        .broken
-        .get_or_insert_with(|| reason.to_owned())
-        .clone();
-    let mut failures: Failures = state
-        .queue
-        .drain(..)
-        .map(|q| (q.job, Error::Broken(reason.clone())))
-        .collect();
-    for worker in &mut state.workers {
-        failures.extend(
-            worker
-                .in_flight
-                .drain(..)
-                .map(|e| (e.job, Error::Broken(reason.clone()))),
-        );
-    }
-    failures
-}
-
-/// The error a channel gives once the worker's end is closed (its process ended).
-fn peer_gone(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-    )
-}
-
-fn fail_all(failures: Failures) {
-    for (job, error) in failures {
-        job.fail(error);
-    }
-}
-
-fn closure_error() -> Error {
-    Error::Serialization(
-        "a closure cannot leave this process; submit a plain fn to a process pool".into(),
-    )
-}
-
-fn stop_error(reason: StopReason, pid: u32, calls: u32, config: &Config) -> Error {
-    Error::Terminated(match reason {
-        StopReason::Requested => format!(
-            "Future::terminate() ended worker process {pid}, which was running it; a \
-             replacement was started"
-        ),
-        StopReason::TimedOut => {
-            let limit = config
-                .task_timeout
-                .map(|t| t.saturating_mul(calls))
-                .unwrap_or_default();
-            format!(
-                "it ran longer than its timeout of {limit:?}; worker process {pid} was ended and \
-                 a replacement started"
-            )
-        }
-    })
-}
-
 fn deadline(from: Instant, after: Duration) -> Option<Instant> {
     from.checked_add(after)
 }
 
 fn saturating_micros(t: Duration) -> u64 {
     u64::try_from(t.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// What `Future::terminate` calls for job `id` (a weak handle: a terminator never keeps a
-/// pool alive).
-fn terminator(shared: &Arc<Shared>, id: u64) -> Arc<dyn Fn() -> bool + Send + Sync> {
-    let weak: Weak<Shared> = Arc::downgrade(shared);
-    Arc::new(move || weak.upgrade().is_some_and(|shared| shared.terminate(id)))
 }
