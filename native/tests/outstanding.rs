@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use primepool::{ExecutorExt, Future};
 
 const TASKS: u64 = 100_000;
-const NOFILE: u64 = 20_000;
+const NOFILE: libc::rlim_t = 20_000;
 /// Resident-memory growth allowed while 100,000 futures with 100-byte results are held:
 /// about 1.3 KiB per task, all bookkeeping included.
 const RSS_BOUND: u64 = 128 * 1024 * 1024;
@@ -53,17 +53,17 @@ fn open_fds() -> usize {
 }
 
 /// Lowers this process's soft open-file limit to `limit` (never raises it).
-fn limit_open_files(limit: u64) -> u64 {
+fn limit_open_files(limit: libc::rlim_t) -> libc::rlim_t {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `rl`.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) }, 0);
-    rl.rlim_cur = rl.rlim_cur.min(limit as libc::rlim_t);
+    rl.rlim_cur = rl.rlim_cur.min(limit);
     // SAFETY: setrlimit reads one valid rlimit; lowering a soft limit is always permitted.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) }, 0);
-    rl.rlim_cur as u64
+    rl.rlim_cur
 }
 
 struct Round {
