@@ -7,7 +7,8 @@
 //! while the pool lives, and no child at all once it is dropped.
 //!
 //! This file holds a single `#[test]`, so the children counted are this scenario's only.
-//! `PRIMEPOOL_CHAOS_SEED=N` replays the kill schedule of a failing run (the seed is printed).
+//! `PRIMEPOOL_CHAOS_SEED=N` replays the random choices of a failing run (the seed is printed);
+//! `PRIMEPOOL_SOAK=N` runs the scenario N times (local soak runs).
 
 mod support;
 
@@ -65,7 +66,10 @@ fn zombies() -> Vec<u32> {
 
 #[test]
 fn sigkilled_workers_fail_only_the_tasks_they_held_and_the_pool_recovers() {
-    let started = Instant::now();
+    let rounds: u64 = std::env::var("PRIMEPOOL_SOAK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let seed = std::env::var("PRIMEPOOL_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -75,8 +79,16 @@ fn sigkilled_workers_fail_only_the_tasks_they_held_and_the_pool_recovers() {
                 .map_or(1, |d| d.as_nanos() as u64)
                 | 1
         });
+    for round in 0..rounds {
+        chaos_round(seed.wrapping_add(round * 2));
+    }
+}
+
+/// One run of the scenario with the kill schedule drawn from `seed`.
+fn chaos_round(seed: u64) {
+    let started = Instant::now();
     eprintln!("chaos seed {seed} (PRIMEPOOL_CHAOS_SEED={seed} replays it)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng(seed | 1); // xorshift must not start at zero
 
     let pool = support::pool(WORKERS);
     let futures: Vec<_> = (0..TASKS)
