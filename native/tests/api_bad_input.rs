@@ -269,6 +269,10 @@ fn a_cancelled_future_reports_cancelled_at_every_accessor() {
     for pool in backends(1) {
         let name = pool.name();
         let hold = pool.submit(sleep_ms, HOLD_MS).unwrap();
+        // A process pool ships a window of jobs ahead to its worker, and a shipped job counts as
+        // started (as in Python's call queue): enough tasks in between keep the victim in the
+        // pool's own queue.
+        let fillers: Vec<_> = (0..300).map(|x| pool.submit(square, x).unwrap()).collect();
         let victim = pool.submit(square, 5).unwrap();
         if name == "serial" {
             // Runs inline: nothing is ever pending, so nothing can be cancelled.
@@ -298,6 +302,9 @@ fn a_cancelled_future_reports_cancelled_at_every_accessor() {
         let other = hold.clone();
         assert_eq!(hold.join(), Ok(HOLD_MS));
         assert_eq!(other.result(None), Err(Error::ResultTaken), "{name}");
+        for (x, f) in fillers.into_iter().enumerate() {
+            assert_eq!(f.result(WAIT), Ok((x * x) as u64), "{name}");
+        }
     }
 }
 
