@@ -15,9 +15,6 @@ pub mod process;
 pub mod rayon_pool;
 pub mod thread;
 
-#[doc(hidden)]
-pub mod cli;
-
 pub use process::{run_worker_if_requested, ProcessPoolExecutor};
 pub use rayon_pool::RayonExecutor;
 pub use thread::ThreadPoolExecutor;

@@ -9,6 +9,8 @@
 //! This file holds a single `#[test]` so that counting this process's threads and children is
 //! not disturbed by other tests running in parallel.
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -222,10 +224,21 @@ fn stress(name: &str, pool: Box<dyn Executor>) -> Tally {
 type Maker = Box<dyn Fn() -> Box<dyn Executor>>;
 
 fn executors() -> Vec<(&'static str, Maker)> {
-    vec![(
-        "serial",
-        Box::new(|| Box::new(primepool::SerialExecutor::new())),
-    )]
+    vec![
+        (
+            "serial",
+            Box::new(|| Box::new(primepool::SerialExecutor::new())),
+        ),
+        (
+            "threads",
+            Box::new(|| Box::new(primepool::ThreadPoolExecutor::new(4).expect("a thread pool"))),
+        ),
+        (
+            "rayon",
+            Box::new(|| Box::new(primepool::RayonExecutor::new(4).expect("a rayon pool"))),
+        ),
+        ("processes", Box::new(|| Box::new(support::pool(2)))),
+    ]
 }
 
 #[test]
