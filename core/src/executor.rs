@@ -39,10 +39,12 @@ pub trait Executor: Send + Sync {
     /// Calling it again is harmless.
     fn shutdown(&self, wait: bool, cancel_futures: bool);
 
-    /// The chunk size `map` uses when none is given, for `items` inputs.
+    /// The chunk size `map` uses when none is given, for `items` inputs. The default gives
+    /// each worker about sixteen chunks ([`balanced_chunksize`] over `4 * max_workers`): few
+    /// enough that per-chunk overhead vanishes on a large `map`, enough that a worker which
+    /// finishes early finds more work. Python's default of 1 is the known trap this avoids.
     fn auto_chunksize(&self, items: usize) -> usize {
-        let _ = items;
-        1
+        balanced_chunksize(items, self.max_workers().saturating_mul(4))
     }
 }
 
@@ -55,7 +57,7 @@ pub trait Executor: Send + Sync {
 /// assert_eq!(primepool_core::executor::balanced_chunksize(3, 8), 1);
 /// ```
 pub fn balanced_chunksize(items: usize, workers: usize) -> usize {
-    items.div_ceil(workers.max(1) * 4).max(1)
+    items.div_ceil(workers.max(1).saturating_mul(4)).max(1)
 }
 
 /// Options for [`ExecutorExt::map_with`].
@@ -109,6 +111,10 @@ pub trait ExecutorExt: Executor {
 
     /// [`map`](ExecutorExt::map) with a chunk size and a timeout. A task's error is yielded at
     /// its position, when the iteration reaches it, not before.
+    ///
+    /// Each chunk is one [`Job`] with one future for all its calls (as Python's process pool
+    /// does), so a large `map` costs one shared state per chunk, not per input; cancelling
+    /// works per chunk.
     fn map_with<A: Value, R: Value>(
         &self,
         f: fn(A) -> R,
@@ -122,27 +128,28 @@ pub trait ExecutorExt: Executor {
             .timeout
             .and_then(|t| web_time::Instant::now().checked_add(t));
         let inputs: Vec<A> = inputs.into_iter().collect();
+        let total = inputs.len();
         let chunksize = options
             .chunksize
-            .unwrap_or_else(|| self.auto_chunksize(inputs.len()))
+            .unwrap_or_else(|| self.auto_chunksize(total))
             .max(1);
-        let mut futures = VecDeque::with_capacity(inputs.len());
-        let mut jobs = Vec::with_capacity(inputs.len().div_ceil(chunksize));
-        let mut inputs = inputs.into_iter().peekable();
-        while inputs.peek().is_some() {
-            let chunk = inputs
-                .by_ref()
-                .take(chunksize)
-                .map(|arg| {
-                    let (promise, future) = Promise::new();
-                    futures.push_back(future);
-                    (arg, promise)
-                })
-                .collect();
-            jobs.push(Job::calls(f, chunk));
+        let mut chunks = VecDeque::with_capacity(total.div_ceil(chunksize));
+        let mut jobs = Vec::with_capacity(total.div_ceil(chunksize));
+        let mut inputs = inputs.into_iter();
+        loop {
+            let args: Vec<A> = inputs.by_ref().take(chunksize).collect();
+            if args.is_empty() {
+                break;
+            }
+            let len = args.len();
+            let (job, future) = Job::chunk(f, args);
+            chunks.push_back(MapChunk { future, len });
+            jobs.push(job);
         }
         let map = Map {
-            futures,
+            chunks,
+            ready: VecDeque::new(),
+            remaining: total,
             deadline,
             timeout: options.timeout,
         };
@@ -153,15 +160,27 @@ pub trait ExecutorExt: Executor {
 
 impl<E: Executor + ?Sized> ExecutorExt for E {}
 
+/// The future of one `map` chunk: every call's outcome, in input order.
+pub type ChunkFuture<R> = Future<Vec<Result<R, Error>>>;
+
+#[derive(Debug)]
+struct MapChunk<R> {
+    future: ChunkFuture<R>,
+    len: usize,
+}
+
 /// The results of a `map`, in input order.
 ///
-/// Iterating blocks on each result in turn (yielding [`Error::WouldBlock`] where blocking is
+/// Iterating blocks on each chunk in turn (yielding [`Error::WouldBlock`] where blocking is
 /// impossible); [`next_async`](Map::next_async) awaits instead. A task's error is yielded in its
-/// place and iteration goes on; a timeout is yielded once, then the remaining tasks are
-/// cancelled and iteration ends. Dropping a `Map` cancels the calls that have not started.
+/// place and iteration goes on; a chunk that failed as a whole (its worker died) yields its
+/// error once per input; a timeout is yielded once, then the remaining chunks are cancelled and
+/// iteration ends. Dropping a `Map` cancels the chunks that have not started.
 #[derive(Debug)]
 pub struct Map<R> {
-    futures: VecDeque<Future<R>>,
+    chunks: VecDeque<MapChunk<R>>,
+    ready: VecDeque<Result<R, Error>>,
+    remaining: usize,
     deadline: Option<web_time::Instant>,
     timeout: Option<Duration>,
 }
@@ -169,25 +188,44 @@ pub struct Map<R> {
 impl<R> Map<R> {
     /// How many results have not been taken yet.
     pub fn remaining(&self) -> usize {
-        self.futures.len()
+        self.remaining
     }
 
-    /// The futures of the results not taken yet, for `wait` or `as_completed`. They are no
-    /// longer cancelled when dropped.
-    pub fn into_futures(mut self) -> Vec<Future<R>> {
-        std::mem::take(&mut self.futures).into()
+    /// The futures of the chunks not yet reached, each with its number of inputs: for progress
+    /// reports, `wait`, or `terminate`. Taking results from them directly leaves `Map` with
+    /// [`Error::ResultTaken`] for those inputs; observe them, do not `join` them.
+    pub fn chunks(&self) -> impl Iterator<Item = (&ChunkFuture<R>, usize)> {
+        self.chunks.iter().map(|c| (&c.future, c.len))
+    }
+
+    /// Moves a finished chunk's outcomes into `ready`.
+    fn unpack(&mut self, len: usize, outcome: Result<Vec<Result<R, Error>>, Error>) {
+        match outcome {
+            Ok(outcomes) => self.ready.extend(outcomes),
+            Err(e) => self.ready.extend(std::iter::repeat_n(e, len).map(Err)),
+        }
+    }
+
+    fn take_ready(&mut self) -> Option<Result<R, Error>> {
+        let next = self.ready.pop_front()?;
+        self.remaining -= 1;
+        Some(next)
     }
 
     /// The next result, awaited rather than blocked on (the browser's form). The timeout
     /// does not apply here; race it against a timer if needed.
     pub async fn next_async(&mut self) -> Option<Result<R, Error>> {
-        let future = self.futures.pop_front()?;
-        Some(future.await)
+        if self.ready.is_empty() {
+            let chunk = self.chunks.pop_front()?;
+            let outcome = chunk.future.await;
+            self.unpack(chunk.len, outcome);
+        }
+        self.take_ready()
     }
 
     /// Awaits every result, in input order.
     pub async fn collect_async(mut self) -> Vec<Result<R, Error>> {
-        let mut out = Vec::with_capacity(self.futures.len());
+        let mut out = Vec::with_capacity(self.remaining);
         while let Some(result) = self.next_async().await {
             out.push(result);
         }
@@ -199,31 +237,37 @@ impl<R> Iterator for Map<R> {
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let future = self.futures.front()?;
-        let left = self
-            .deadline
-            .map(|d| d.saturating_duration_since(web_time::Instant::now()));
-        if !future.wait(left) {
-            if !blocking::allowed() {
-                return Some(Err(Error::WouldBlock));
+        if self.ready.is_empty() {
+            let chunk = self.chunks.front()?;
+            let left = self
+                .deadline
+                .map(|d| d.saturating_duration_since(web_time::Instant::now()));
+            if !chunk.future.wait(left) {
+                if !blocking::allowed() {
+                    return Some(Err(Error::WouldBlock));
+                }
+                self.chunks.drain(..).for_each(|c| {
+                    c.future.cancel();
+                });
+                self.remaining = 0;
+                return Some(Err(Error::TimedOut(self.timeout.unwrap_or_default())));
             }
-            self.futures.drain(..).for_each(|f| {
-                f.cancel();
-            });
-            return Some(Err(Error::TimedOut(self.timeout.unwrap_or_default())));
+            let chunk = self.chunks.pop_front()?;
+            let outcome = chunk.future.join();
+            self.unpack(chunk.len, outcome);
         }
-        self.futures.pop_front().map(Future::join)
+        self.take_ready()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.futures.len(), Some(self.futures.len()))
+        (self.remaining, Some(self.remaining))
     }
 }
 
 impl<R> Drop for Map<R> {
     fn drop(&mut self) {
-        for future in &self.futures {
-            future.cancel();
+        for chunk in &self.chunks {
+            chunk.future.cancel();
         }
     }
 }

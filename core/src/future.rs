@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -71,6 +72,9 @@ impl<T> Slot<T> {
 struct Inner<T> {
     slot: Mutex<Slot<T>>,
     ready: Condvar,
+    /// Set (under the lock) when the future becomes done, so a waiter can spin on it briefly
+    /// without taking the lock.
+    finished: AtomicBool,
 }
 
 /// A handle to the eventual outcome of one task.
@@ -252,6 +256,11 @@ impl<T> Future<T> {
         if !blocking::allowed() {
             return Err(Error::WouldBlock);
         }
+        if timeout != Some(Duration::ZERO) {
+            drop(slot);
+            self.spin_briefly();
+            slot = lock(&self.inner);
+        }
         let deadline = timeout.and_then(|t| web_time::Instant::now().checked_add(t));
         while !slot.is_done() {
             slot.blocked += 1;
@@ -279,6 +288,20 @@ impl<T> Future<T> {
         Ok(slot)
     }
 
+    /// Spins for a few microseconds waiting for the future to finish. A short task on another
+    /// core is usually done by then, and a blocked waiter's wake-up costs tens of microseconds
+    /// on a virtual machine; a long task loses only those few microseconds once.
+    fn spin_briefly(&self) {
+        for round in 0..8 {
+            if self.inner.finished.load(Ordering::Acquire) {
+                return;
+            }
+            for _ in 0..(1 << round) {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
     /// Wakes everyone waiting on this future. Call with the lock held, right after the
     /// transition to a done state; the lock is released before user code runs.
     fn fire(&self, mut slot: MutexGuard<'_, Slot<T>>) {
@@ -286,6 +309,7 @@ impl<T> Future<T> {
         let hooks = std::mem::take(&mut slot.hooks);
         let wakers = std::mem::take(&mut slot.wakers);
         slot.terminator = None;
+        self.inner.finished.store(true, Ordering::Release);
         let blocked = slot.blocked > 0;
         drop(slot);
         if blocked {
@@ -369,6 +393,7 @@ impl<T> Promise<T> {
                     blocked: 0,
                 }),
                 ready: Condvar::new(),
+                finished: AtomicBool::new(false),
             }),
         };
         (

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::call::{self, Outcome, TaskFn, Value};
 use crate::error::Error;
-use crate::future::Promise;
+use crate::future::{Future, Promise};
 use crate::panic;
 
 /// A chunk of calls to one function, with the promises of their futures.
@@ -111,6 +111,79 @@ impl<A: Value, R: Value> Erased for Calls<A, R> {
     }
 }
 
+/// A `map` chunk: one future for the whole chunk, holding each call's outcome in order. One
+/// shared state per chunk instead of one per call is what makes a large `map` cheap.
+struct Chunk<A, R> {
+    f: fn(A) -> R,
+    args: Vec<A>,
+    promise: Promise<Vec<Result<R, Error>>>,
+}
+
+impl<A: Value, R: Value> Erased for Chunk<A, R> {
+    fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    fn task_fn(&self) -> Option<TaskFn> {
+        Some(TaskFn::new(self.f))
+    }
+
+    fn start(&mut self) -> usize {
+        if self.promise.set_running_or_notify_cancel() {
+            self.args.len()
+        } else {
+            0
+        }
+    }
+
+    fn encode_args(&self) -> Result<Vec<u8>, Error> {
+        call::encode(&self.args)
+    }
+
+    fn run_local(self: Box<Self>) {
+        let Chunk { f, args, promise } = *self;
+        if promise.set_running_or_notify_cancel() {
+            let outcomes = args
+                .into_iter()
+                .map(|arg| panic::catch(|| f(arg)).map_err(Error::Panicked))
+                .collect();
+            promise.set_result(outcomes);
+        }
+    }
+
+    fn complete_encoded(self: Box<Self>, bytes: &[u8]) {
+        let calls = self.args.len();
+        let outcome = call::decode::<Vec<Outcome<R>>>(bytes).and_then(|outcomes| {
+            if outcomes.len() != calls {
+                return Err(Error::Serialization(format!(
+                    "the worker answered {} results for {calls} calls",
+                    outcomes.len()
+                )));
+            }
+            Ok(outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Outcome::Returned(r) => Ok(r),
+                    Outcome::Panicked(p) => Err(Error::Panicked(p)),
+                })
+                .collect())
+        });
+        self.promise.set_outcome(outcome);
+    }
+
+    fn fail(self: Box<Self>, error: Error) {
+        self.promise.set_error(error);
+    }
+
+    fn cancel(self: Box<Self>) {
+        self.promise.cancel();
+    }
+
+    fn set_terminator(&self, stop: Arc<dyn Fn() -> bool + Send + Sync>) {
+        self.promise.set_terminator(stop);
+    }
+}
+
 struct Closure<R> {
     f: Box<dyn FnOnce() -> R + Send>,
     promise: Promise<R>,
@@ -166,6 +239,19 @@ impl Job {
         Job {
             inner: Box::new(Calls { f, items }),
         }
+    }
+
+    /// A `map` chunk: `f` on each argument, with one future for the chunk's outcomes, in order.
+    /// Cancelling that future cancels the whole chunk, as in Python's process pool.
+    pub fn chunk<A: Value, R: Value>(
+        f: fn(A) -> R,
+        args: Vec<A>,
+    ) -> (Job, Future<Vec<Result<R, Error>>>) {
+        let (promise, future) = Promise::new();
+        let job = Job {
+            inner: Box::new(Chunk { f, args, promise }),
+        };
+        (job, future)
     }
 
     /// A job running a (possibly capturing) closure. It can only run in this process:
@@ -242,7 +328,6 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::future::Future;
 
     fn plus_one(x: u32) -> u32 {
         x + 1
@@ -284,6 +369,38 @@ mod tests {
         for f in futures {
             assert!(matches!(f.result(None), Err(Error::Serialization(_))));
         }
+    }
+
+    #[test]
+    fn a_chunk_job_holds_every_outcome_in_order_under_one_future() {
+        fn odd_panics(x: u32) -> u32 {
+            assert!(x % 2 == 0, "odd");
+            x
+        }
+        let (job, local) = Job::chunk(odd_panics, vec![2, 3, 4]);
+        job.run_local();
+        let outcomes = local.join().unwrap();
+        assert_eq!(outcomes[0], Ok(2));
+        assert!(matches!(&outcomes[1], Err(Error::Panicked(p)) if p.message == "odd"));
+        assert_eq!(outcomes[2], Ok(4));
+
+        let (mut job, shipped) = Job::chunk(odd_panics, vec![6, 8]);
+        assert_eq!(job.start(), 2);
+        let reply = job
+            .task_fn()
+            .unwrap()
+            .invoke(&job.encode_args().unwrap())
+            .unwrap();
+        job.complete_encoded(&reply);
+        assert_eq!(shipped.join(), Ok(vec![Ok(6), Ok(8)]));
+    }
+
+    #[test]
+    fn a_cancelled_chunk_is_not_started() {
+        let (mut job, future) = Job::chunk(plus_one, vec![1, 2]);
+        assert!(future.cancel());
+        assert_eq!(job.start(), 0);
+        assert_eq!(future.result(None), Err(Error::Cancelled));
     }
 
     #[test]

@@ -37,6 +37,11 @@ impl Executor for SerialExecutor {
         Ok(())
     }
 
+    /// One chunk: every call runs inline anyway, so splitting buys nothing.
+    fn auto_chunksize(&self, items: usize) -> usize {
+        items.max(1)
+    }
+
     fn shutdown(&self, _wait: bool, _cancel_futures: bool) {
         self.shut_down.store(true, Ordering::Release);
     }

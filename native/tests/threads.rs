@@ -277,12 +277,13 @@ fn cancel_futures_cancels_every_queued_task_and_lets_the_running_one_finish() {
     let running = pool.submit_closure(move || gate.recv().is_ok()).unwrap();
     assert!(eventually(|| running.running()));
     let queued: Vec<_> = (0..10).map(|_| pool.submit(spin_us, 1).unwrap()).collect();
-    let mapped = pool.map(spin_us, [1, 2, 3]).unwrap().into_futures();
+    let mapped = pool.map(spin_us, [1, 2, 3]).unwrap();
     pool.shutdown(false, true);
     release.send(()).unwrap();
-    for f in queued.iter().chain(&mapped) {
+    for f in &queued {
         assert_eq!(f.result(LONG), Err(Error::Cancelled));
     }
+    assert_eq!(mapped.collect::<Vec<_>>(), vec![Err(Error::Cancelled); 3]);
     assert_eq!(running.result(LONG), Ok(true));
 }
 

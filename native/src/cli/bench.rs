@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use primepool::workload::Workload;
-use primepool::{Error, Executor, ExecutorExt, Future, MapOptions};
+use primepool::{Error, Executor, ExecutorExt, Future, Map, MapOptions};
 
 use super::args::{Backend, Mode, ValueRange};
 use super::backend::{effective_workers, make_executor};
@@ -170,20 +170,10 @@ fn run_once(
     interrupt.watch_executor(&executor);
     // Progress is counted by done-callbacks, so it moves as tasks finish on the workers; with
     // no terminal to draw on, no callback is attached and the timing carries no extra cost.
-    let count_progress = |future: &Future<u32>| {
-        if !progress.is_hidden() {
-            let progress = progress.clone();
-            future.add_done_callback(move |_| progress.inc(1));
-        }
-    };
-    let futures = schedule(config, &*executor, f, &count_progress).map_err(fail);
-    let outputs = futures.and_then(|futures| {
-        interrupt.watch_futures(&futures);
-        futures
-            .into_iter()
-            .map(Future::join)
-            .collect::<Result<Vec<u32>, Error>>()
-            .map_err(fail)
+    let scheduled = schedule(config, &*executor, f).map_err(fail);
+    let outputs = scheduled.and_then(|scheduled| {
+        scheduled.watch(progress, interrupt);
+        scheduled.collect().map_err(fail)
     });
     interrupt.unwatch();
     drop(executor);
@@ -194,36 +184,72 @@ fn run_once(
     Ok((elapsed, outputs?))
 }
 
-/// Hands every value to the pool, as one `map` or as one `submit` each, and passes each future
-/// to `observe` as soon as it exists (after a `submit`; after the whole `map` call, which for
-/// the serial backend is after all the work).
+/// The work handed to a pool: one `map`, or one future per `submit`.
+enum Scheduled {
+    Map(Map<u32>),
+    Submitted(Vec<Future<u32>>),
+}
+
+impl Scheduled {
+    /// Moves the progress bar as tasks (or `map` chunks) finish, and lets Ctrl-C terminate
+    /// them. With no terminal to draw on, no callback is attached and the timing carries no
+    /// extra cost.
+    fn watch(&self, progress: &ProgressBar, interrupt: &Interrupt) {
+        fn advance<T>(progress: &ProgressBar, future: &Future<T>, tasks: usize) {
+            if !progress.is_hidden() {
+                let progress = progress.clone();
+                future.add_done_callback(move |_| progress.inc(tasks as u64));
+            }
+        }
+        match self {
+            Scheduled::Map(map) => {
+                for (chunk, tasks) in map.chunks() {
+                    advance(progress, chunk, tasks);
+                }
+                interrupt.watch_futures(map.chunks().map(|(chunk, _)| chunk));
+            }
+            Scheduled::Submitted(futures) => {
+                for future in futures {
+                    advance(progress, future, 1);
+                }
+                interrupt.watch_futures(futures.iter());
+            }
+        }
+    }
+
+    /// Every output, in input order, or the first error.
+    fn collect(self) -> Result<Vec<u32>, Error> {
+        match self {
+            Scheduled::Map(map) => map.collect(),
+            Scheduled::Submitted(futures) => futures.into_iter().map(Future::join).collect(),
+        }
+    }
+}
+
+/// Hands every value to the pool, as one `map` or as one `submit` each.
 fn schedule(
     config: &BenchConfig,
     executor: &dyn Executor,
     f: fn(u32) -> u32,
-    observe: &dyn Fn(&Future<u32>),
-) -> Result<Vec<Future<u32>>, Error> {
+) -> Result<Scheduled, Error> {
     match config.mode {
         Mode::Map => {
             let options = MapOptions {
                 chunksize: config.chunksize,
                 timeout: None,
             };
-            let futures = executor
-                .map_with(f, config.values.values(), options)?
-                .into_futures();
-            futures.iter().for_each(observe);
-            Ok(futures)
+            Ok(Scheduled::Map(executor.map_with(
+                f,
+                config.values.values(),
+                options,
+            )?))
         }
         Mode::Submit => config
             .values
             .values()
-            .map(|value| {
-                let future = executor.submit(f, value)?;
-                observe(&future);
-                Ok(future)
-            })
-            .collect(),
+            .map(|value| executor.submit(f, value))
+            .collect::<Result<_, _>>()
+            .map(Scheduled::Submitted),
     }
 }
 

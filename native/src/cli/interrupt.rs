@@ -25,7 +25,8 @@ const GRACE: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Watched {
     executor: Option<Arc<dyn Executor>>,
-    futures: Vec<Future<u32>>,
+    /// `Future::terminate` of each watched future (single tasks or whole `map` chunks).
+    terminators: Vec<Arc<dyn Fn() -> bool + Send + Sync>>,
     progress: Option<ProgressBar>,
 }
 
@@ -42,14 +43,14 @@ impl Shared {
 
     /// Cancels and terminates everything being watched, outside the lock.
     fn stop_work(&self) {
-        let (executor, futures) = {
+        let (executor, terminators) = {
             let watched = self.watched();
-            (watched.executor.clone(), watched.futures.clone())
+            (watched.executor.clone(), watched.terminators.clone())
         };
         if let Some(executor) = &executor {
             executor.shutdown(false, true);
         }
-        let terminated = futures.iter().filter(|f| f.terminate()).count();
+        let terminated = terminators.iter().filter(|terminate| terminate()).count();
         log::info!("interrupted: terminated {terminated} running task(s)");
     }
 
@@ -106,8 +107,16 @@ impl Interrupt {
     }
 
     /// The futures of the pool being measured now.
-    pub fn watch_futures(&self, futures: &[Future<u32>]) {
-        self.shared.watched().futures = futures.to_vec();
+    pub fn watch_futures<'a, T: Send + 'static>(
+        &self,
+        futures: impl Iterator<Item = &'a Future<T>>,
+    ) {
+        self.shared.watched().terminators = futures
+            .map(|f| {
+                let f = f.clone();
+                Arc::new(move || f.terminate()) as Arc<dyn Fn() -> bool + Send + Sync>
+            })
+            .collect();
         if self.is_set() {
             self.shared.stop_work();
         }
@@ -117,6 +126,6 @@ impl Interrupt {
     pub fn unwatch(&self) {
         let mut watched = self.shared.watched();
         watched.executor = None;
-        watched.futures.clear();
+        watched.terminators.clear();
     }
 }

@@ -152,7 +152,7 @@ impl Executor for ProcessPoolExecutor {
     /// small chunks make them finish together (the tail is at most a sixteenth of a worker's
     /// share) even when the machine is busy with other work.
     fn auto_chunksize(&self, items: usize) -> usize {
-        balanced_chunksize(items, 4 * self.shared.config.max_workers)
+        balanced_chunksize(items, self.shared.config.max_workers.saturating_mul(4))
     }
 }
 

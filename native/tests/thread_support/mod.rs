@@ -37,7 +37,7 @@ pub struct Resolutions {
 }
 
 impl Resolutions {
-    pub fn watch(futures: &[Future<u64>]) -> Resolutions {
+    pub fn watch<T: Send + 'static>(futures: &[Future<T>]) -> Resolutions {
         let counts: Arc<Vec<AtomicUsize>> =
             Arc::new(futures.iter().map(|_| AtomicUsize::new(0)).collect());
         for (i, f) in futures.iter().enumerate() {
@@ -63,32 +63,39 @@ impl Resolutions {
 pub fn cancel_races_shutdown(make: &dyn Fn() -> Box<dyn Executor>, iterations: usize) {
     for iteration in 0..iterations {
         let pool = make();
-        let mut futures: Vec<Future<u64>> = (0..12u64)
+        let futures: Vec<Future<u64>> = (0..12u64)
             .map(|i| pool.submit(spin_us, i % 4 * 20).unwrap())
             .collect();
-        futures.extend(
-            pool.map_with(
+        let map = pool
+            .map_with(
                 spin_us,
                 (0..12u64).map(|i| i % 3 * 20),
                 MapOptions::new().chunksize(3),
             )
-            .unwrap()
-            .into_futures(),
-        );
+            .unwrap();
+        let chunks: Vec<_> = map.chunks().map(|(chunk, _)| chunk.clone()).collect();
         let resolutions = Resolutions::watch(&futures);
-        let to_cancel = futures.clone();
+        let chunk_resolutions = Resolutions::watch(&chunks);
+        let (to_cancel, chunks_to_cancel) = (futures.clone(), chunks.clone());
         let canceller = std::thread::spawn(move || {
             // Cancel from the back, every other one, while the pool shuts down.
-            to_cancel
+            let chunks_cancelled: Vec<bool> = chunks_to_cancel
                 .iter()
                 .rev()
                 .step_by(2)
                 .map(Future::cancel)
-                .collect::<Vec<_>>()
+                .collect();
+            let cancelled: Vec<bool> = to_cancel
+                .iter()
+                .rev()
+                .step_by(2)
+                .map(Future::cancel)
+                .collect();
+            (cancelled, chunks_cancelled)
         });
         let wait = iteration % 2 == 0;
         pool.shutdown(wait, true);
-        let cancelled = canceller.join().unwrap();
+        let (cancelled, chunks_cancelled) = canceller.join().unwrap();
         // Dropping the pool waits for its workers, whose callbacks have then all run.
         drop(pool);
         let context = format!("iteration {iteration}, wait {wait}");
@@ -101,13 +108,31 @@ pub fn cancel_races_shutdown(make: &dyn Fn() -> Box<dyn Executor>, iterations: u
                 );
             }
         }
+        for (chunk, was_cancelled) in chunks.iter().rev().step_by(2).zip(chunks_cancelled) {
+            if was_cancelled {
+                assert_eq!(
+                    chunk.result(Some(Duration::ZERO)),
+                    Err(Error::Cancelled),
+                    "{context}"
+                );
+            }
+        }
         for f in &futures {
             match f.result(Some(Duration::ZERO)) {
                 Ok(_) | Err(Error::Cancelled) => {}
                 other => panic!("unexpected outcome {other:?} ({context})"),
             }
         }
+        for chunk in &chunks {
+            match chunk.result(Some(Duration::ZERO)) {
+                Ok(outcomes) => assert!(outcomes.iter().all(Result::is_ok), "{context}"),
+                Err(Error::Cancelled) => {}
+                other => panic!("unexpected chunk outcome {other:?} ({context})"),
+            }
+        }
         resolutions.assert_each_exactly_once(&context);
+        chunk_resolutions.assert_each_exactly_once(&context);
+        drop(map);
     }
 }
 
