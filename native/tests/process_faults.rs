@@ -233,57 +233,6 @@ fn a_process_that_used_a_pool_has_no_children_left() {
     );
 }
 
-/// Run as a child process: starts a busy pool, prints its worker pids, then waits to be
-/// killed.
-#[test]
-#[ignore = "run as a child process by workers_exit_promptly_when_their_pool_process_is_killed"]
-fn busy_pool_until_killed() {
-    let pool = support::pool(2);
-    let _busy: Vec<_> = (0..4)
-        .map(|_| pool.submit(sleep_then_pid, 60_000).unwrap())
-        .collect();
-    support::eventually(Duration::from_secs(20), || pool.worker_pids().len() == 2);
-    let pids: Vec<String> = pool.worker_pids().iter().map(u32::to_string).collect();
-    println!("WORKERS {}", pids.join(" "));
-    std::thread::sleep(Duration::from_secs(60));
-}
-
-#[test]
-fn workers_exit_promptly_when_their_pool_process_is_killed() {
-    let exe = std::env::current_exe().unwrap();
-    let mut parent = std::process::Command::new(exe)
-        .args([
-            "busy_pool_until_killed",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = parent.stdout.take().unwrap();
-    let mut line = String::new();
-    let mut reader = std::io::BufReader::new(stdout);
-    let workers: Vec<u32> = loop {
-        line.clear();
-        let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-        assert!(n > 0, "the child ended before naming its workers");
-        if let Some(rest) = line.trim().strip_prefix("WORKERS ") {
-            break rest.split(' ').map(|p| p.parse().unwrap()).collect();
-        }
-    };
-    assert_eq!(workers.len(), 2);
-    parent.kill().unwrap();
-    parent.wait().unwrap();
-    let all_gone = support::eventually(Duration::from_secs(2), || {
-        workers.iter().all(|&pid| support::exited(pid))
-    });
-    assert!(
-        all_gone,
-        "workers {workers:?} outlived their pool's process by 2 s"
-    );
-}
-
 #[test]
 fn a_slow_task_does_not_hold_up_the_tasks_submitted_after_it() {
     let pool = support::pool(2);

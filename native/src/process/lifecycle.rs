@@ -2,6 +2,7 @@
 //! (and deciding the fate of what they held), and reaping them all at the end.
 
 use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,7 @@ impl Io {
                     &mut state,
                     worker,
                     &sys::describe(status),
+                    status.signal() == Some(libc::SIGKILL),
                     &shared.config,
                     &mut self.startup_failures,
                 )

@@ -305,6 +305,7 @@ pub(super) fn bury(
     state: &mut State,
     worker: WorkerInfo,
     status: &str,
+    sigkilled: bool,
     config: &Config,
     startup_failures: &mut u32,
 ) -> Failures {
@@ -324,6 +325,10 @@ pub(super) fn bury(
     let running_head = match &worker.ending {
         Some(Ending::Closed | Ending::SelfStopped) => false,
         Some(Ending::Killed(_)) => true,
+        // A SIGKILL from outside (an operator, the OOM killer) says nothing about the worker
+        // program, so it does not count towards breaking the pool; a worker that exits or
+        // crashes on its own before it is ready does.
+        None if worker.phase < Phase::Ready && sigkilled => false,
         None if worker.phase < Phase::Ready => {
             *startup_failures += 1;
             if *startup_failures >= MAX_STARTUP_FAILURES {
