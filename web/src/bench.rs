@@ -49,6 +49,8 @@ pub type Progress<'a> = &'a mut dyn FnMut(Phase, &TaskRecord, usize);
 pub fn request_stop() {
     STOP.with(|s| s.set(true));
     crate::worker_pool::kill_all_pools();
+    #[cfg(feature = "rayon")]
+    crate::rayon_pool::cancel_all();
 }
 
 fn stopped() -> bool {
@@ -143,7 +145,6 @@ pub async fn run_backend(
     progress: Progress<'_>,
 ) -> Result<BackendRun, String> {
     STOP.with(|s| s.set(false));
-    let chunksize = plan.chunksize.map(|c| c as usize);
     let workers = plan.workers as usize;
     let mut startup_s = None;
     let mut samples = Vec::new();
@@ -161,6 +162,7 @@ pub async fn run_backend(
         Backend::Workers => {
             let t0 = now_ms();
             let pool = WorkerPoolExecutor::new(workers).map_err(|e| e.to_string())?;
+            let chunksize = Some(plan.pool_chunksize());
             let result = async {
                 samples.push(timed_map(&pool, plan, chunksize, t0, Phase::Cold, progress).await?);
                 for r in 0..plan.repeat {
@@ -179,6 +181,7 @@ pub async fn run_backend(
             let (pool, startup) = start_rayon(workers).await?;
             startup_s = Some(startup.1);
             let t0 = startup.0;
+            let chunksize = plan.chunksize.map(|c| c as usize);
             samples.push(timed_map(&*pool, plan, chunksize, t0, Phase::Cold, progress).await?);
             for r in 0..plan.repeat {
                 let t0 = now_ms();

@@ -21,6 +21,10 @@ pub const MAX_SERIAL_SECONDS: f64 = 60.0;
 /// The longest single task accepted, estimated, in seconds: Stop must be able to end a serial
 /// run between two tasks, well within a second.
 pub const MAX_TASK_SECONDS: f64 = 0.5;
+/// The longest a Web Worker message's chunk should compute, estimated, in seconds: a worker
+/// ended while it computes is only stopped by Chromium two seconds later, but one that is
+/// between messages stops at once, so short chunks make Stop prompt.
+pub const MAX_CHUNK_SECONDS: f64 = 0.1;
 /// Trial divisions per second that the estimates assume (measured: wasm in Chromium does
 /// about 5.5e8 on the seed workload; a slower machine only takes longer than estimated).
 const DIVISIONS_PER_SECOND: f64 = 5.0e8;
@@ -113,6 +117,20 @@ impl Plan {
     /// How many values.
     pub fn len(&self) -> usize {
         (self.end - u64::from(self.start)) as usize
+    }
+
+    /// Values per Web Worker message: the chunk size asked for, else about four chunks per
+    /// worker (few messages: start-up and messaging decide this backend's speed), but no chunk
+    /// longer than [`MAX_CHUNK_SECONDS`] (so Stop is prompt).
+    pub fn pool_chunksize(&self) -> usize {
+        if let Some(c) = self.chunksize {
+            return c as usize;
+        }
+        let balanced =
+            primepool_core::executor::balanced_chunksize(self.len(), self.workers as usize);
+        let per_value = divisions(self.workload, self.end - 1) / DIVISIONS_PER_SECOND;
+        let cap = (MAX_CHUNK_SECONDS / per_value).floor().max(1.0);
+        balanced.min(cap as usize)
     }
 
     /// True if there are no values (never, once validated).
@@ -323,6 +341,20 @@ mod tests {
         let plan = validate(&raw).unwrap();
         assert_eq!(plan.backends, [Backend::Workers, Backend::Serial]);
         assert_eq!((plan.workers, plan.workload), (4, Workload::Primes));
+    }
+
+    #[test]
+    fn chunks_are_balanced_for_short_runs_and_capped_for_long_ones() {
+        let short = validate(&range(9900.0, 10_000.0)).unwrap();
+        assert_eq!(short.pool_chunksize(), 13, "about four chunks per worker");
+        let long = validate(&range(9000.0, 20_000.0)).unwrap();
+        let chunk = long.pool_chunksize();
+        assert!((10..=60).contains(&chunk), "{chunk}");
+        let asked = RawOptions {
+            chunksize: Some(500.0),
+            ..range(9000.0, 20_000.0)
+        };
+        assert_eq!(validate(&asked).unwrap().pool_chunksize(), 500);
     }
 
     #[test]

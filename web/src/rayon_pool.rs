@@ -8,11 +8,24 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
 use primepool_core::{blocking, Error, Executor, Job};
 
 static THREADS: OnceLock<usize> = OnceLock::new();
+
+/// The queues of the live executors, for [`cancel_all`].
+static LIVE: Mutex<Vec<Weak<Queue>>> = Mutex::new(Vec::new());
+
+/// Cancels every job not yet started on any rayon executor (the page's Stop button): running
+/// tasks finish, then the threads go idle, so no CPU is spent while their worker is ended.
+pub fn cancel_all() {
+    let queues: Vec<Arc<Queue>> = lock(&LIVE).drain(..).filter_map(|q| q.upgrade()).collect();
+    for queue in queues {
+        let jobs: Vec<Job> = lock(&queue.jobs).drain(..).collect();
+        jobs.into_iter().for_each(Job::cancel);
+    }
+}
 
 /// Starts rayon's global pool with `threads` Web Workers (once per page; later calls with any
 /// count return the running pool's size).
@@ -67,10 +80,14 @@ impl RayonExecutor {
         let threads = THREADS.get().ok_or_else(|| {
             Error::Broken("the rayon pool is not started: await start_thread_pool first".into())
         })?;
+        let queue = Arc::<Queue>::default();
+        let mut live = lock(&LIVE);
+        live.retain(|q| q.strong_count() > 0);
+        live.push(Arc::downgrade(&queue));
         Ok(RayonExecutor {
             threads: max_workers.min(*threads),
             shut_down: AtomicBool::new(false),
-            queue: Arc::default(),
+            queue,
         })
     }
 }
@@ -93,7 +110,9 @@ impl Executor for RayonExecutor {
         let queue = self.queue.clone();
         rayon::spawn(move || {
             // Jobs cancelled by `shutdown(cancel_futures)` are already gone from the queue.
-            if let Some(job) = lock(&queue.jobs).pop_front() {
+            // (A separate statement, so that the lock is released before the job runs.)
+            let job = lock(&queue.jobs).pop_front();
+            if let Some(job) = job {
                 job.run_local();
             }
             let mut running = lock(&queue.running);
