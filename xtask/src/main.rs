@@ -3,6 +3,7 @@
 //! `cargo xtask test` is the one command CI runs (`.ci/run`) and a user types: it installs what
 //! is missing on a fresh machine, then runs every check. See `cargo xtask help`.
 
+mod browser_test;
 mod install;
 mod test;
 mod util;

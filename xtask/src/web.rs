@@ -129,7 +129,13 @@ impl Variant {
             let mut c = Command::new("rustup");
             c.args(["run", "nightly", "cargo"]);
             // The outer (stable) cargo's variables would pin the stable compiler.
-            for var in ["CARGO", "RUSTC", "RUSTDOC", "RUSTC_WRAPPER", "RUSTUP_TOOLCHAIN"] {
+            for var in [
+                "CARGO",
+                "RUSTC",
+                "RUSTDOC",
+                "RUSTC_WRAPPER",
+                "RUSTUP_TOOLCHAIN",
+            ] {
                 c.env_remove(var);
             }
             c
@@ -160,7 +166,13 @@ impl Variant {
         let out = out.join(self.name);
         let _ = std::fs::remove_dir_all(&out);
         run(Command::new(wasm_bindgen)
-            .args(["--target", "web", "--out-name", "primepool_web", "--out-dir"])
+            .args([
+                "--target",
+                "web",
+                "--out-name",
+                "primepool_web",
+                "--out-dir",
+            ])
             .arg(&out)
             .arg(&wasm))?;
         let module = out.join("primepool_web_bg.wasm");
@@ -196,12 +208,14 @@ pub fn build() -> Result<(), String> {
 
 /// Headers for static hosts that read a `_headers` file: with them the page is cross-origin
 /// isolated and rayon is enabled; without them everything else still works.
-const HEADERS: &str = "/*\n  Cross-Origin-Opener-Policy: same-origin\n  Cross-Origin-Embedder-Policy: require-corp\n";
+const HEADERS: &str =
+    "/*\n  Cross-Origin-Opener-Policy: same-origin\n  Cross-Origin-Embedder-Policy: require-corp\n";
 
 /// Copies the page and its built assets into `dist`.
 pub fn write_dist(dist: &Path) -> Result<(), String> {
     let www = www();
-    copy_dir(&www, dist).map_err(|e| format!("copying {} to {}: {e}", www.display(), dist.display()))?;
+    copy_dir(&www, dist)
+        .map_err(|e| format!("copying {} to {}: {e}", www.display(), dist.display()))?;
     std::fs::write(dist.join("_headers"), HEADERS).map_err(|e| e.to_string())?;
     eprintln!("xtask: the page is in {}", dist.display());
     Ok(())
