@@ -29,7 +29,7 @@ use crate::scheduler::{apply_all, Scheduler, Settle, Transport};
 #[wasm_bindgen(module = "/src/js/pool_worker.js")]
 extern "C" {
     #[wasm_bindgen(js_name = spawnPoolWorker, catch)]
-    fn spawn_pool_worker(id: u32) -> Result<Worker, JsValue>;
+    fn spawn_pool_worker(id: u32, glue: &str) -> Result<Worker, JsValue>;
 }
 
 #[wasm_bindgen]
@@ -149,7 +149,9 @@ impl Transport for WebTransport {
     type Handle = WebWorker;
 
     fn spawn(&mut self, slot: usize, id: u32) -> Result<WebWorker, String> {
-        let worker = spawn_pool_worker(id).map_err(|e| describe(&e))?;
+        let worker = GLUE_URL
+            .with(|glue| spawn_pool_worker(id, glue))
+            .map_err(|e| describe(&e))?;
         let pool = self.pool;
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             on_worker_message(pool, slot, id, e.data());
