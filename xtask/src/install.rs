@@ -23,7 +23,6 @@ pub fn rustup_target(toolchain: Option<&str>, target: &str) -> Result<(), String
 }
 
 /// Makes sure `rustup` has `component` for `toolchain`.
-#[allow(dead_code, reason = "used by the web build")]
 pub fn rustup_component(toolchain: &str, component: &str) -> Result<(), String> {
     let installed = output(Command::new("rustup").args([
         &format!("+{toolchain}"),
@@ -39,7 +38,6 @@ pub fn rustup_component(toolchain: &str, component: &str) -> Result<(), String> 
 
 /// Makes sure the Debian package providing `binary` is installed: installs it as root,
 /// otherwise fails with the command to run.
-#[allow(dead_code, reason = "used by the browser tests")]
 pub fn debian_package(binary: &str, package: &str) -> Result<(), String> {
     if std::path::Path::new(binary).exists() {
         return Ok(());

@@ -3,9 +3,11 @@
 //! `cargo xtask test` is the one command CI runs (`.ci/run`) and a user types: it installs what
 //! is missing on a fresh machine, then runs every check. See `cargo xtask help`.
 
+mod browser_test;
 mod install;
 mod test;
 mod util;
+mod web;
 
 use std::process::ExitCode;
 
@@ -14,6 +16,10 @@ cargo xtask <command>
 
 commands:
   test          install what is missing, then fmt, clippy, docs, all tests and the wasm builds
+  web [--dist DIR]
+                build both wasm variants into www/pkg/ (with --dist: a deployable folder)
+  serve [--port N]
+                build, then serve www/ with `primepool serve` (COOP/COEP, default port 8000)
   help          this text
 ";
 
@@ -21,6 +27,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test::main(&args[1..]),
+        Some("web") => web::main(&args[1..]),
+        Some("serve") => web::serve(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())

@@ -3,7 +3,7 @@
 use crate::install;
 use crate::util::{cargo, run};
 
-/// Runs fmt, clippy, the docs, all tests, and the wasm build of the core.
+/// Runs fmt, clippy, the docs, all tests, the wasm builds, and the browser test.
 pub fn run_all() -> Result<(), String> {
     install::rustup_target(None, "wasm32-unknown-unknown")?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -26,6 +26,19 @@ pub fn run_all() -> Result<(), String> {
         "--target",
         "wasm32-unknown-unknown",
     ]))?;
+    // The browser target: the web crate's lints for wasm, both wasm builds, the browser test.
+    run(cargo().args([
+        "clippy",
+        "-p",
+        "primepool-web",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    crate::web::build()?;
+    crate::browser_test::run()?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }
