@@ -38,6 +38,26 @@ trait Erased: Send {
     fn set_terminator(&self, stop: Arc<dyn Fn() -> bool + Send + Sync>);
 }
 
+/// Decodes a worker's reply to `calls` calls (the output of [`TaskFn::invoke`]): one outcome
+/// per call, in order, panics as [`Error::Panicked`]. A reply that does not decode, or holds
+/// the wrong number of outcomes, is an [`Error::Serialization`].
+fn decode_outcomes<R: Value>(bytes: &[u8], calls: usize) -> Result<Vec<Result<R, Error>>, Error> {
+    let outcomes = call::decode::<Vec<Outcome<R>>>(bytes)?;
+    if outcomes.len() != calls {
+        return Err(Error::Serialization(format!(
+            "the worker answered {} results for {calls} calls",
+            outcomes.len()
+        )));
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::Returned(r) => Ok(r),
+            Outcome::Panicked(p) => Err(Error::Panicked(p)),
+        })
+        .collect())
+}
+
 struct Calls<A, R> {
     f: fn(A) -> R,
     items: Vec<(A, Promise<R>)>,
@@ -72,21 +92,11 @@ impl<A: Value, R: Value> Erased for Calls<A, R> {
     }
 
     fn complete_encoded(self: Box<Self>, bytes: &[u8]) {
-        match call::decode::<Vec<Outcome<R>>>(bytes) {
-            Ok(outcomes) if outcomes.len() == self.items.len() => {
-                for ((_, promise), outcome) in self.items.into_iter().zip(outcomes) {
-                    promise.set_outcome(match outcome {
-                        Outcome::Returned(r) => Ok(r),
-                        Outcome::Panicked(p) => Err(Error::Panicked(p)),
-                    });
-                }
-            }
+        match decode_outcomes::<R>(bytes, self.items.len()) {
             Ok(outcomes) => {
-                let calls = self.items.len();
-                self.fail(Error::Serialization(format!(
-                    "the worker answered {} results for {calls} calls",
-                    outcomes.len()
-                )))
+                for ((_, promise), outcome) in self.items.into_iter().zip(outcomes) {
+                    promise.set_outcome(outcome);
+                }
             }
             Err(e) => self.fail(e),
         }
@@ -152,22 +162,7 @@ impl<A: Value, R: Value> Erased for Chunk<A, R> {
     }
 
     fn complete_encoded(self: Box<Self>, bytes: &[u8]) {
-        let calls = self.args.len();
-        let outcome = call::decode::<Vec<Outcome<R>>>(bytes).and_then(|outcomes| {
-            if outcomes.len() != calls {
-                return Err(Error::Serialization(format!(
-                    "the worker answered {} results for {calls} calls",
-                    outcomes.len()
-                )));
-            }
-            Ok(outcomes
-                .into_iter()
-                .map(|outcome| match outcome {
-                    Outcome::Returned(r) => Ok(r),
-                    Outcome::Panicked(p) => Err(Error::Panicked(p)),
-                })
-                .collect())
-        });
+        let outcome = decode_outcomes::<R>(bytes, self.args.len());
         self.promise.set_outcome(outcome);
     }
 
