@@ -283,3 +283,88 @@ fn workers_exit_promptly_when_their_pool_process_is_killed() {
         "workers {workers:?} outlived their pool's process by 2 s"
     );
 }
+
+#[test]
+fn a_slow_task_does_not_hold_up_the_tasks_submitted_after_it() {
+    let pool = support::pool(2);
+    // Warm up, so that both workers are ready and their windows have adapted.
+    for f in (0..20u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect::<Vec<_>>()
+    {
+        f.result(WAIT).unwrap();
+    }
+    let slow = pool.submit(sleep_then_pid, 4000).unwrap();
+    let started = Instant::now();
+    let quick: Vec<_> = (0..20)
+        .map(|_| pool.submit(sleep_then_pid, 20).unwrap())
+        .collect();
+    for f in &quick {
+        f.result(WAIT).unwrap();
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "20 quick tasks took {took:?}: they waited behind the slow one"
+    );
+    assert!(!slow.done(), "the slow task still runs");
+    assert!(slow.terminate());
+}
+
+fn spin_then_echo(x: u64) -> u64 {
+    let until = Instant::now() + Duration::from_micros(x % 500);
+    while Instant::now() < until {}
+    x
+}
+
+#[test]
+fn workers_killed_at_random_lose_only_the_tasks_they_were_running() {
+    const TASKS: u64 = 3000;
+    const KILLS: usize = 15;
+    let pool = support::pool(2);
+    let futures: Vec<_> = (0..TASKS)
+        .map(|i| pool.submit(spin_then_echo, i).unwrap())
+        .collect();
+    let mut killed = Vec::new();
+    for k in 0..KILLS {
+        std::thread::sleep(Duration::from_millis(15));
+        let pids = pool.worker_pids();
+        if let Some(&pid) = pids.get(k % pids.len().max(1)) {
+            if !killed.contains(&pid) {
+                support::signal(pid, libc::SIGKILL);
+                killed.push(pid);
+            }
+        }
+    }
+    let mut died = 0;
+    for (i, f) in futures.iter().enumerate() {
+        match f.result(WAIT) {
+            Ok(x) => assert_eq!(x, i as u64),
+            Err(Error::WorkerDied {
+                worker: WorkerId::Process(pid),
+                status,
+            }) => {
+                assert!(killed.contains(&pid), "{pid} was not killed");
+                assert!(status.contains("SIGKILL"), "{status}");
+                died += 1;
+            }
+            Err(e) => panic!("task {i}: unexpected {e:?}"),
+        }
+    }
+    assert!(
+        died <= killed.len(),
+        "{died} tasks failed for {} kills",
+        killed.len()
+    );
+    assert!(support::eventually(Duration::from_secs(20), || pool
+        .worker_pids()
+        .len()
+        == 2));
+    drop(pool);
+    for pid in killed {
+        assert!(
+            support::stat(pid).is_none(),
+            "killed worker {pid} was reaped"
+        );
+    }
+}

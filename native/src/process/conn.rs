@@ -2,14 +2,14 @@
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
-use std::process::Child;
 use std::time::Instant;
 
 use super::frame::FrameReader;
+use super::spawn::Process;
 
 /// The I/O thread's own side of a worker: its process and channel.
 pub(super) struct Conn {
-    pub(super) child: Child,
+    pub(super) child: Process,
     /// `None` once the channel is closed (by us, or end-of-file from the worker).
     pub(super) stream: Option<UnixStream>,
     pub(super) reader: FrameReader,

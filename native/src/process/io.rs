@@ -129,8 +129,6 @@ impl Drop for Io {
 impl Io {
     fn run(mut self, started: &mpsc::Sender<Result<(), Error>>) {
         let _ = self.shared.io_thread.set(std::thread::current().id());
-        // The constructor waits for the first worker only: the others start while it boots
-        // and the first tasks are on their way.
         if let Err(e) = self.spawn_missing(true) {
             let _ = started.send(Err(e));
             self.close_all();
@@ -151,6 +149,7 @@ impl Io {
             let mut state = shared.lock();
             self.send_terminations(&mut state);
             self.dispatch(&mut state, now, &mut failures);
+            self.rebalance(&mut state, now);
             self.enforce_deadlines(&mut state, now);
             self.close_idle(&mut state, now);
             let idle =
@@ -168,7 +167,7 @@ impl Io {
             self.flush(i);
         }
         let timeout = match self.spawn_missing(false) {
-            // One worker per turn, so that the new one gets work before the next is started.
+            // New workers can take jobs at once.
             Ok(true) => Some(Duration::ZERO),
             Ok(false) => timeout,
             Err(e) => {
@@ -258,11 +257,50 @@ impl Io {
                 job,
                 calls,
                 started: false,
+                revoking: false,
                 stop: None,
             });
             worker.sent += 1;
             if config.max_tasks_per_child.is_some_and(|m| worker.sent >= m) {
                 worker.retiring = true;
+            }
+        }
+    }
+
+    /// With the queue empty, takes back jobs waiting behind a long one on a busy worker, for
+    /// workers with nothing to do: so that a slow job never holds up the jobs queued behind it
+    /// while another worker idles, and the last jobs of a batch spread over every worker.
+    fn rebalance(&mut self, state: &mut State, now: Instant) {
+        if !state.queue.is_empty() {
+            return;
+        }
+        let idle = state
+            .workers
+            .iter()
+            .zip(&self.conns)
+            .filter(|(w, c)| w.accepts_work() && c.stream.is_some() && w.in_flight.is_empty())
+            .count();
+        let underway = state
+            .workers
+            .iter()
+            .flat_map(|w| &w.in_flight)
+            .filter(|e| e.revoking && !e.started)
+            .count();
+        if idle <= underway {
+            return;
+        }
+        // Every job waiting behind an oldest job that has run long goes back.
+        for (worker, conn) in state.workers.iter_mut().zip(&mut self.conns) {
+            if now - worker.head_since < BUDGET || conn.stream.is_none() {
+                continue;
+            }
+            for entry in worker.in_flight.iter_mut().skip(1) {
+                if !entry.started && !entry.revoking && entry.stop.is_none() {
+                    entry.revoking = true;
+                    let frame = ToWorker::Revoke { id: entry.id };
+                    // A tiny fixed-size message: encoding cannot fail.
+                    let _ = write_frame(&mut conn.outbox, &frame, MAX_FRAME_LEN);
+                }
             }
         }
     }
@@ -476,6 +514,7 @@ impl Io {
         let mut replies: Vec<(Job, &[u8])> = Vec::with_capacity(ranges.len());
         let mut failures = Failures::new();
         let mut broken = None;
+        let mut revoked = Vec::new();
         let mut result = framing;
         let shared = Arc::clone(&self.shared);
         {
@@ -527,6 +566,12 @@ impl Io {
                             "Future::terminate() removed it from worker process {pid} before it started"
                         ))),
                     ),
+                    FromWorker::Revoked { id } => {
+                        if let Some(entry) = worker.take(id, now) {
+                            revoked.push(entry);
+                        }
+                        continue;
+                    }
                     FromWorker::Stopped { id, timed_out } => {
                         worker.ending = Some(Ending::SelfStopped);
                         let reason = if timed_out { StopReason::TimedOut } else { StopReason::Requested };
@@ -552,6 +597,23 @@ impl Io {
                     )),
                     (None, Ok(bytes)) => replies.push((entry.job, bytes)),
                     (None, Err(e)) => failures.push((entry.job, e)),
+                }
+            }
+            // Given back unstarted: first in line for the next worker with room. (A job asked
+            // to terminate meanwhile fails now instead.)
+            for entry in revoked.into_iter().rev() {
+                match entry.stop {
+                    Some(_) => failures.push((
+                        entry.job,
+                        Error::Terminated(format!(
+                            "Future::terminate() removed it from worker process {pid} before it started"
+                        )),
+                    )),
+                    None => state.queue.push_front(Queued {
+                        id: entry.id,
+                        job: entry.job,
+                        requeued: true,
+                    }),
                 }
             }
             if let Some(reason) = &broken {
@@ -638,9 +700,18 @@ impl Io {
     }
 
     /// Decides the fate of the jobs a dead worker held.
-    /// Starts one worker if the pool is short of its strength (and there is reason to);
-    /// returns whether it started one.
+    /// Starts workers until the pool is at full strength (when there is reason to); returns
+    /// whether it started any. Starting one costs a `fork`: they boot in parallel.
     fn spawn_missing(&mut self, initial: bool) -> Result<bool, Error> {
+        let mut started = false;
+        while self.spawn_one(initial)? {
+            started = true;
+        }
+        Ok(started)
+    }
+
+    /// Starts one worker if the pool is short of its strength; returns whether it did.
+    fn spawn_one(&mut self, initial: bool) -> Result<bool, Error> {
         {
             let state = self.shared.lock();
             let work_left =

@@ -142,9 +142,12 @@ impl Executor for ProcessPoolExecutor {
         self.shared.shutdown(wait, cancel_futures);
     }
 
-    /// About four chunks per worker: every chunk is one message each way.
+    /// About eight chunks per worker (`balanced_chunksize` over twice the workers): each
+    /// chunk is one message each way, so few chunks keep the overhead low, and workers take
+    /// chunks as they free up, so smaller chunks make them finish together: the last one to
+    /// finish is at most an eighth of a worker's share.
     fn auto_chunksize(&self, items: usize) -> usize {
-        balanced_chunksize(items, self.shared.config.max_workers)
+        balanced_chunksize(items, 2 * self.shared.config.max_workers)
     }
 }
 

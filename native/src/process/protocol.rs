@@ -7,7 +7,8 @@
 //! [`FromWorker::Started`] before running each and [`FromWorker::Done`] or
 //! [`FromWorker::Failed`] after. [`ToWorker::Terminate`] asks for a job to be
 //! stopped: the worker drops it if it has not started ([`FromWorker::Skipped`]) or says
-//! [`FromWorker::Stopped`] and ends itself if it is running it. The pool ends a worker by
+//! [`FromWorker::Stopped`] and ends itself if it is running it. [`ToWorker::Revoke`] takes
+//! back a job that has not started ([`FromWorker::Revoked`]) so an idle worker can run it. The pool ends a worker by
 //! closing the channel.
 //!
 //! Argument and result blobs travel as borrowed bytes, so decoding a batch copies nothing.
@@ -81,6 +82,11 @@ pub(crate) enum ToWorker<'a> {
         /// The job.
         id: u64,
     },
+    /// Give job `id` back if it has not started (another worker is idle); else ignore this.
+    Revoke {
+        /// The job.
+        id: u64,
+    },
 }
 
 /// A message from a worker to the pool.
@@ -123,6 +129,11 @@ pub(crate) enum FromWorker<'a> {
     },
     /// Job `id` was dropped before it started, as asked by `Terminate`.
     Skipped {
+        /// The job.
+        id: u64,
+    },
+    /// Job `id` was given back, unstarted, as asked by `Revoke`.
+    Revoked {
         /// The job.
         id: u64,
     },

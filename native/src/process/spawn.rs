@@ -12,13 +12,14 @@
 //! between fork and exec, so no other program started meanwhile inherits it (which would hide
 //! the end-of-file a worker relies on to notice that its pool is gone).
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 
 use super::image;
 use super::sys;
@@ -99,49 +100,223 @@ fn this_program() -> io::Result<PathBuf> {
     }
 }
 
-/// Starts one worker; returns the child and the pool's (non-blocking) end of its channel.
+/// `program` as a path to execute: as given if it names a directory, else found in `PATH`.
+fn resolve(program: &Path) -> io::Result<PathBuf> {
+    if program.components().count() > 1 {
+        return Ok(program.to_owned());
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not found in PATH"))
+}
+
+fn c_string(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{s:?} contains a NUL byte"),
+        )
+    })
+}
+
+/// A worker process started by [`spawn`], known by its pid until it is reaped.
+///
+/// (Not `std::process::Child`: `std` waits for the child's `exec` to finish before returning,
+/// which takes milliseconds, during which the pool could not start the next worker.)
+#[derive(Debug)]
+pub(crate) struct Process {
+    pid: libc::pid_t,
+    status: Option<ExitStatus>,
+}
+
+impl Process {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// The exit status, if the process has ended (reaping it).
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.wait_with(libc::WNOHANG)
+    }
+
+    /// Waits for the process to end (reaping it).
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.wait_with(0)? {
+                return Ok(status);
+            }
+        }
+    }
+
+    fn wait_with(&mut self, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let mut raw = 0;
+        // SAFETY: waitpid writes the status into the integer it is given; `pid` is a child of
+        // this process that we have not reaped yet.
+        let r = unsafe { libc::waitpid(self.pid, &mut raw, flags) };
+        if r == self.pid {
+            let status = ExitStatus::from_raw(raw);
+            self.status = Some(status);
+            return Ok(Some(status));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => Ok(None),
+            // Reaped by someone else (SIGCHLD ignored, or a stray wait): it is gone, how is
+            // not known.
+            Some(libc::ECHILD) => {
+                let status = ExitStatus::from_raw(0);
+                self.status = Some(status);
+                Ok(Some(status))
+            }
+            _ => Err(e),
+        }
+    }
+
+    /// Sends SIGKILL, unless the process was already reaped.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill has no memory-safety preconditions. The pid is our child and has not
+        // been reaped (checked above), so it cannot have been reused for another process.
+        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Starts one worker; returns the process and the pool's (non-blocking) end of its channel.
+///
+/// Everything the child needs is prepared before `fork`; between `fork` and `exec` the child
+/// makes only async-signal-safe system calls (see [`exec_worker`]). The parent returns as soon
+/// as the child exists, so workers boot in parallel; an `exec` failure shows as a worker that
+/// exits with status 127 before the handshake.
 pub(crate) fn spawn(
     command: &WorkerCommand,
     initializer: Option<u64>,
-) -> io::Result<(Child, UnixStream)> {
+) -> io::Result<(Process, UnixStream)> {
+    let (program, arg0) = match &command.program {
+        Some(p) => (resolve(p), p.as_os_str().to_owned()),
+        None => (
+            this_program(),
+            std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "primepool-worker".into()),
+        ),
+    };
+    let shown = arg0.to_string_lossy().into_owned();
+    let cannot = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("could not start worker process {shown}: {e}"),
+        )
+    };
+    let path = c_string(program.map_err(cannot)?.as_os_str())?;
+    // SAFETY: `path` is a NUL-terminated string; access only reads it.
+    if unsafe { libc::access(path.as_ptr(), libc::X_OK) } != 0 {
+        return Err(cannot(io::Error::last_os_error()));
+    }
+
     let (ours, theirs) = UnixStream::pair()?;
     let fd = theirs.as_raw_fd();
     let parent = std::process::id();
-    let env = WorkerEnv {
+    let worker_env = WorkerEnv {
         fd,
         parent,
         initializer,
         image: image::identity().to_owned(),
     };
-    let program = match &command.program {
-        Some(p) => p.clone(),
-        None => this_program()?,
-    };
-    let mut cmd = Command::new(&program);
-    if command.program.is_none() {
-        if let Some(arg0) = std::env::args_os().next() {
-            cmd.arg0(arg0);
-        }
+    let mut argv = vec![c_string(&arg0)?];
+    for arg in &command.args {
+        argv.push(c_string(arg)?);
     }
-    cmd.args(&command.args)
-        .envs(command.env.iter().map(|(k, v)| (k, v)))
-        .env(ENV, env.encode())
-        .stdin(Stdio::null());
-    // SAFETY: the hook runs in the forked child before exec and calls only
-    // `sys::prepare_child`, which makes async-signal-safe system calls (fcntl, prctl,
-    // getppid) on values captured by copy; it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || sys::prepare_child(fd, parent));
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != ENV && !command.env.iter().any(|(o, _)| o == k))
+        .collect();
+    env.extend(command.env.iter().cloned());
+    env.push((ENV.into(), worker_env.encode().into()));
+    let envp = env
+        .iter()
+        .map(|(k, v)| {
+            let mut pair = k.clone();
+            pair.push("=");
+            pair.push(v);
+            c_string(&pair)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let argv_ptrs: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp_ptrs: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let null = std::fs::File::open("/dev/null")?;
+    let null_fd = null.as_raw_fd();
+
+    // SAFETY: fork has no memory-safety preconditions of its own. In the child, only
+    // `exec_worker` runs, which is sound after a fork in a multithreaded process: it touches
+    // only memory prepared above (immutable from here on) and makes async-signal-safe calls.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(cannot(io::Error::last_os_error()));
     }
-    let child = cmd.spawn().map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("could not start worker process {}: {e}", program.display()),
-        )
-    })?;
+    if pid == 0 {
+        // SAFETY: this is the freshly forked child; the pointers come from the CStrings and
+        // vectors above, alive in its copy of the memory, each array ending with a null.
+        unsafe { exec_worker(&path, &argv_ptrs, &envp_ptrs, fd, null_fd, parent) }
+    }
     drop(theirs);
+    drop(null);
     ours.set_nonblocking(true)?;
-    Ok((child, ours))
+    Ok((Process { pid, status: None }, ours))
+}
+
+/// The child's side of [`spawn`], between `fork` and `exec`: keeps the channel open across
+/// `exec` (and, on Linux, asks for the parent-death signal), puts `/dev/null` on stdin, resets
+/// what `exec` would otherwise inherit from the parent's runtime (SIGPIPE ignored, the signal
+/// mask), and runs the worker program. Never returns.
+///
+/// # Safety
+///
+/// Call only in a freshly forked child. `argv` and `envp` must be null-terminated arrays of
+/// pointers to NUL-terminated strings. Everything here is async-signal-safe and allocates
+/// nothing, as a forked child of a multithreaded process requires.
+unsafe fn exec_worker(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    fd: RawFd,
+    null_fd: RawFd,
+    parent: u32,
+) -> ! {
+    // SAFETY: each call below is async-signal-safe, takes plain values or the pointers the
+    // caller vouched for, and `_exit` ends the child if anything fails.
+    unsafe {
+        if sys::prepare_child(fd, parent).is_err() || libc::dup2(null_fd, 0) < 0 {
+            libc::_exit(126);
+        }
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        libc::_exit(127)
+    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 //! if it sleeps; `Future::terminate` marks a job here. Each worker has a bounded, adaptive
 //! window of jobs in flight: enough that it never waits a round trip for its next job, small
 //! enough that a slow job delays little behind it. The window is sized from the worker's recent
-//! job durations (up to [`MAX_WINDOW`] for microsecond jobs, one for jobs longer than
-//! [`BUDGET`]), and a worker whose current job has run longer than [`BUDGET`] gets nothing more
-//! until it answers, so a long task does not hold a queue of short ones hostage.
+//! job durations (up to [`MAX_WINDOW`] for microsecond jobs, [`MIN_WINDOW`] for jobs longer
+//! than [`BUDGET`]); a worker whose current job has run longer than [`BUDGET`] gets nothing more
+//! until it answers, and the jobs waiting behind that job are taken back when another worker
+//! idles, so a long task never holds a queue of short ones hostage.
 //!
 //! A worker answers its jobs in order and before starting the next one, so the oldest
 //! unanswered job is the one it is running. When a worker dies, that job alone fails (with
@@ -29,10 +30,10 @@ use super::spawn::WorkerCommand;
 pub(super) const BUDGET: Duration = Duration::from_millis(2);
 /// The most jobs in flight to one worker.
 pub(super) const MAX_WINDOW: usize = 128;
-/// The fewest: a worker whose jobs each take longer than [`BUDGET`] gets its next job when it
-/// answers (a round trip of idleness, small next to the job), so that the remaining jobs go to
-/// whichever worker frees up first rather than queue behind a slow one.
-pub(super) const MIN_WINDOW: usize = 1;
+/// The fewest: one running and one waiting, so a worker never idles for a round trip between
+/// jobs. (A job waiting behind a long one is taken back for an idle worker: see
+/// `Io::rebalance`.)
+pub(super) const MIN_WINDOW: usize = 2;
 
 /// The pool's fixed settings.
 #[derive(Debug, Clone)]
@@ -65,6 +66,8 @@ pub(super) struct InFlight {
     pub(super) calls: u32,
     /// The worker said it started it: only such a job can be blamed for the worker's death.
     pub(super) started: bool,
+    /// The pool asked for it back (for an idle worker); it may still start here.
+    pub(super) revoking: bool,
     /// Set when the job is being stopped, with the time the request went out.
     pub(super) stop: Option<(StopReason, Option<Instant>)>,
 }
@@ -122,12 +125,15 @@ impl WorkerInfo {
     /// Takes job `id` out of the window, updating the duration estimate if it was the oldest.
     pub(super) fn take(&mut self, id: u64, now: Instant) -> Option<InFlight> {
         let at = self.in_flight.iter().position(|e| e.id == id)?;
+        let entry = self.in_flight.remove(at)?;
         if at == 0 {
-            let sample = (now - self.head_since).as_nanos() as f64;
-            self.service_ns += (sample - self.service_ns) / 4.0;
+            if entry.started {
+                let sample = (now - self.head_since).as_nanos() as f64;
+                self.service_ns += (sample - self.service_ns) / 4.0;
+            }
             self.head_since = now;
         }
-        self.in_flight.remove(at)
+        Some(entry)
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 /// In a freshly forked child, before `exec`: keeps `fd` open across the `exec` and, on Linux,
 /// asks for SIGKILL when the parent thread dies, then closes the race with a parent that died
 /// before the request by checking the parent pid. Only async-signal-safe calls (no
-/// allocation, no locks).
+/// allocation, no locks); errors carry only an OS error number.
 pub(crate) fn prepare_child(fd: RawFd, parent: u32) -> io::Result<()> {
     // SAFETY: `fd` is the child's end of the socket pair, open in this freshly forked process
     // (descriptors are copied by fork); F_GETFD/F_SETFD only change its descriptor flags.

@@ -315,6 +315,10 @@ fn control_loop(worker: &Worker, mut stream: UnixStream) -> ! {
                     queue(worker, &mut batch);
                     terminate(worker, id);
                 }
+                Ok(ToWorker::Revoke { id }) => {
+                    queue(worker, &mut batch);
+                    revoke(worker, id);
+                }
                 Err(e) => fail(&e),
             }
         }
@@ -360,6 +364,18 @@ fn terminate(worker: &Worker, id: u64) {
         drop(inbox);
         if worker.send(&FromWorker::Skipped { id }).is_err() {
             fail("could not answer a Terminate");
+        }
+    }
+}
+
+/// Gives job `id` back if it is still queued; a job already started or answered stays.
+fn revoke(worker: &Worker, id: u64) {
+    let mut inbox = worker.inbox();
+    if let Some(at) = inbox.queue.iter().position(|r| r.id == id) {
+        inbox.queue.remove(at);
+        drop(inbox);
+        if worker.send(&FromWorker::Revoked { id }).is_err() {
+            fail("could not answer a Revoke");
         }
     }
 }

@@ -169,13 +169,32 @@ impl Registry {
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => {
                 self.waiting.fetch_add(1, Ordering::SeqCst);
-                let received = receiver.recv();
+                let received = Self::wait_for_job(receiver);
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
-                received.ok()?
+                received?
             }
         };
         self.queued.fetch_sub(1, Ordering::SeqCst);
         Some(job)
+    }
+
+    /// Waits for a job, polling for a few dozen rounds before sleeping (as rayon's workers
+    /// do): a task submitted right after the last one then finds its worker awake, so neither
+    /// side pays an OS wake-up, which costs more than a no-op task itself.
+    fn wait_for_job(receiver: &Receiver<Job>) -> Option<Job> {
+        const SPIN_ROUNDS: u32 = 6;
+        const YIELD_ROUNDS: u32 = 32;
+        for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
+            match receiver.try_recv() {
+                Ok(job) => return Some(job),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) if round < SPIN_ROUNDS => {
+                    (0..1 << round).for_each(|_| std::hint::spin_loop());
+                }
+                Err(TryRecvError::Empty) => std::thread::yield_now(),
+            }
+        }
+        receiver.recv().ok()
     }
 
     /// Takes a job without waiting, for the drains.
