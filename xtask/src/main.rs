@@ -3,6 +3,7 @@
 //! `cargo xtask test` is the one command CI runs (`.ci/run`) and a user types: it installs what
 //! is missing on a fresh machine, then runs every check. See `cargo xtask help`.
 
+mod bench_report;
 mod install;
 mod test;
 mod util;
@@ -14,6 +15,8 @@ cargo xtask <command>
 
 commands:
   test          install what is missing, then fmt, clippy, docs, all tests and the wasm builds
+  bench-report  run the benchmark suite and CPython's concurrent.futures on the same figures,
+                then write docs/benchmarks.md and docs/benchmarks.svg ([--quick]: a trial run)
   help          this text
 ";
 
@@ -21,6 +24,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test::main(&args[1..]),
+        Some("bench-report") => bench_report::main(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
