@@ -170,8 +170,10 @@ fn run_once(
     interrupt.watch_executor(&executor);
     // Progress is counted by done-callbacks, so it moves as tasks finish on the workers; with
     // no terminal to draw on, no callback is attached and the timing carries no extra cost.
+    // (`is_hidden` takes the bar's lock: asked once, not once per task.)
+    let drawn = !progress.is_hidden();
     let count_progress = |future: &Future<u32>| {
-        if !progress.is_hidden() {
+        if drawn {
             let progress = progress.clone();
             future.add_done_callback(move |_| progress.inc(1));
         }

@@ -331,6 +331,15 @@ fn comparison_rows(figures: &Figures) -> Vec<Row> {
             note: "automatic chunksize vs CPython `chunksize=500`".into(),
         },
         Row {
+            figure: "same, one `submit` of a `Vec` per chunk".into(),
+            primepool: crit("noop_map_200000_with_pool/processes/vec_per_chunk"),
+            cpython: cpy(figures, |c| Some(&c.map_noop_200000_chunksize_500)),
+            rayon: None,
+            note: "the same chunks with one future each: what `map` costs without a future \
+                   per item (criterion)"
+                .into(),
+        },
+        Row {
             figure: "no-op `submit().result()`, warm thread pool".into(),
             primepool: crit("noop_round_trip/threads"),
             cpython: cpy(figures, |c| Some(&c.round_trip_noop_thread)),
@@ -350,9 +359,11 @@ fn comparison_rows(figures: &Figures) -> Vec<Row> {
             cpython: cpy(figures, |c| Some(&c.round_trip_1mib_process)),
             rayon: None,
             note: format!(
-                "{} vs {} (2 MiB moved / time)",
+                "`serde_bytes::ByteBuf` vs `bytes`: {} vs {} (2 MiB moved / time); a plain \
+                 `Vec<u8>`, encoded byte by byte: {}",
                 mib_per_s(crit("payload_1mib_round_trip/processes")),
-                mib_per_s(cpy(figures, |c| Some(&c.round_trip_1mib_process)))
+                mib_per_s(cpy(figures, |c| Some(&c.round_trip_1mib_process))),
+                opt_secs(crit("payload_1mib_round_trip/processes_vec_u8"))
             ),
         },
     ]
@@ -573,6 +584,8 @@ fn criterion_table(md: &mut String, figures: &Figures) {
             format!("{}/task", secs(time / 1e3))
         } else if id.starts_with("noop_map_10000/") {
             format!("{}/item", secs(time / 1e4))
+        } else if id.starts_with("noop_map_200000_with_pool/") {
+            format!("{}/item", secs(time / 2e5))
         } else if id.starts_with("payload_1mib_round_trip/") {
             mib_per_s(Some(time))
         } else {
