@@ -252,3 +252,11 @@ fn large_arguments_and_results_cross_intact() {
     assert_eq!(back.len(), big.len());
     assert!(back.iter().rev().eq(big.iter()));
 }
+
+#[test]
+fn the_default_worker_count_is_the_available_parallelism() {
+    let pool = support::builder().build().unwrap();
+    let expected = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(pool.max_workers(), expected);
+    assert_eq!(pool.name(), "processes");
+}

@@ -368,3 +368,37 @@ fn workers_killed_at_random_lose_only_the_tasks_they_were_running() {
         );
     }
 }
+
+/// Writes bytes that are not the protocol (a frame header announcing 4 GiB) into every socket
+/// this worker holds: its channel to the pool.
+fn corrupt_the_channel(_: ()) -> u64 {
+    let garbage = [0xffu8; 16];
+    for fd in 3..256 {
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat writes into a buffer of the right type and size; we read it only on
+        // success. write reads `garbage`, a live buffer of the length given.
+        unsafe {
+            if libc::fstat(fd, stat.as_mut_ptr()) == 0
+                && stat.assume_init().st_mode & libc::S_IFMT == libc::S_IFSOCK
+            {
+                libc::write(fd, garbage.as_ptr().cast(), garbage.len());
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(30));
+    0
+}
+
+#[test]
+fn garbage_from_a_worker_fails_its_task_with_a_protocol_error_and_the_pool_recovers() {
+    let pool = support::pool(1);
+    let started = Instant::now();
+    let worker = pool.worker_pids()[0];
+    let dead = died(
+        pool.submit(corrupt_the_channel, ()).unwrap().result(WAIT),
+        "protocol error",
+    );
+    assert_eq!(dead, worker);
+    assert!(started.elapsed() < Duration::from_secs(20), "no hang");
+    assert_eq!(pool.submit(square, 9).unwrap().result(WAIT), Ok(81));
+}

@@ -49,17 +49,7 @@ pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, std::thread::JoinHan
             .map_err(|e| io_error("configuring a socket", e))?;
     }
     let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            queue: VecDeque::new(),
-            workers: Vec::new(),
-            next_id: 0,
-            shutdown: false,
-            broken: None,
-            sleeping: false,
-            woken: false,
-            terminations: Vec::new(),
-            finished: false,
-        }),
+        state: Mutex::new(State::default()),
         finished: Condvar::new(),
         waker,
         config,
@@ -115,12 +105,8 @@ impl Drop for Io {
             let _ = conn.child.wait();
         }
         if !self.conns.is_empty() {
-            let mut state = self.shared.lock();
-            state
-                .broken
-                .get_or_insert_with(|| "the pool's I/O thread failed".into());
-            state.queue.clear();
-            state.workers.clear();
+            let failures = break_state(&mut self.shared.lock(), "the pool's I/O thread failed");
+            fail_all(failures);
         }
         self.shared.finish();
     }
@@ -365,6 +351,12 @@ impl Io {
     fn poll_timeout(&self, state: &State, now: Instant) -> Option<Duration> {
         let mut next: Option<Instant> = self.retry_spawn_at;
         let mut soonest = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+        let someone_idle = state.queue.is_empty()
+            && state
+                .workers
+                .iter()
+                .zip(&self.conns)
+                .any(|(w, c)| w.accepts_work() && c.stream.is_some() && w.in_flight.is_empty());
         for (worker, conn) in state.workers.iter().zip(&self.conns) {
             if let Some(closed) = conn.closed_at {
                 // Waiting for it to exit: check often, it is usually a matter of microseconds.
@@ -391,8 +383,16 @@ impl Io {
                         soonest(at + STOP_GRACE);
                     }
                 }
-                // A worker held back only by the age of its oldest job gets more work once it
-                // answers, which wakes us anyway.
+                // Jobs waiting behind the oldest can go to an idle worker once it has run long
+                // (see `rebalance`).
+                let waiting = worker
+                    .in_flight
+                    .iter()
+                    .skip(1)
+                    .any(|e| !e.started && !e.revoking && e.stop.is_none());
+                if someone_idle && waiting {
+                    soonest(worker.head_since + BUDGET);
+                }
             }
         }
         if !state.terminations.is_empty() {

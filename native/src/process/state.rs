@@ -137,6 +137,7 @@ impl WorkerInfo {
     }
 }
 
+#[derive(Default)]
 pub(super) struct State {
     pub(super) queue: VecDeque<Queued>,
     pub(super) workers: Vec<WorkerInfo>,
