@@ -4,10 +4,12 @@
 //! chart, so the published figures are always a real run that anyone can repeat.
 
 mod data;
+mod quiet;
 mod render;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::util::{cargo, root, run};
 use data::{CliReport, Cpython, CriterionFigures};
@@ -55,6 +57,44 @@ pub struct Machine {
     pub load_after: String,
 }
 
+/// How busy the machine was around one measurement step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepLoad {
+    /// The step, as a command line.
+    pub step: String,
+    /// Other processes' share of all CPUs (0 to 1) while the step ran.
+    pub others: f64,
+}
+
+/// The longest the report waits for a quiet moment before a step.
+const QUIET_WAIT: Duration = Duration::from_secs(60);
+
+/// Runs `step` after waiting (a while at most) for the machine to be quiet, and records how
+/// much CPU other processes used while it ran.
+fn measured<T>(
+    loads: &mut Vec<StepLoad>,
+    label: &str,
+    step: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    if let Some(share) = quiet::wait_for_quiet(QUIET_WAIT) {
+        if share >= 0.10 {
+            eprintln!(
+                "xtask: the machine is still busy ({:.0}% used by others); measuring anyway",
+                share * 100.0
+            );
+        }
+    }
+    let before = quiet::Ticks::now();
+    let value = step()?;
+    if let (Some(before), Some(after)) = (before, quiet::Ticks::now()) {
+        loads.push(StepLoad {
+            step: label.to_owned(),
+            others: before.others_share(after),
+        });
+    }
+    Ok(value)
+}
+
 /// Every figure of one report.
 #[derive(Debug, Clone)]
 pub struct Figures {
@@ -72,6 +112,8 @@ pub struct Figures {
     pub criterion: CriterionFigures,
     /// CPython's figures, or why there are none.
     pub cpython: Result<Cpython, String>,
+    /// How busy the machine was during each step.
+    pub loads: Vec<StepLoad>,
     /// True for a `--quick` trial run.
     pub quick: bool,
 }
@@ -103,34 +145,31 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let binary = target_dir().join("release").join("primepool");
     let reps = |k: usize| if quick { k.div_ceil(3) } else { k };
 
+    let mut loads = Vec::new();
+    let mut cli = |args: &[&str], repeat: usize, plot: Option<&Path>| {
+        let label = format!("primepool bench {}", args.join(" "));
+        measured(&mut loads, &label, || {
+            cli_bench(&binary, args, reps(repeat), plot)
+        })
+    };
     let mut seed = Vec::new();
     for (range, repeat) in SEED_RANGES {
         let plot = (range == SEED_RANGES[0].0).then(|| docs.join("benchmarks.svg"));
-        seed.push(cli_bench(
-            &binary,
-            &["--workload", "seed", "--mode", "map", "--values", range],
-            reps(repeat),
-            plot.as_deref(),
-        )?);
+        let args = ["--workload", "seed", "--mode", "map", "--values", range];
+        seed.push(cli(&args, repeat, plot.as_deref())?);
     }
-    let startup = cli_bench(
-        &binary,
+    let startup = cli(
         &["--workload", "noop", "--mode", "submit", "--values", "0..1"],
-        reps(15),
+        15,
         None,
     )?;
     let mut submit = Vec::new();
     for (tasks, repeat) in SUBMIT_COUNTS {
         let range = format!("0..{tasks}");
-        submit.push(cli_bench(
-            &binary,
-            &["--workload", "noop", "--mode", "submit", "--values", &range],
-            reps(repeat),
-            None,
-        )?);
+        let args = ["--workload", "noop", "--mode", "submit", "--values", &range];
+        submit.push(cli(&args, repeat, None)?);
     }
-    let map_noop = cli_bench(
-        &binary,
+    let map_noop = cli(
         &[
             "--workload",
             "noop",
@@ -139,12 +178,14 @@ pub fn main(args: &[String]) -> Result<(), String> {
             "--values",
             "0..200000",
         ],
-        reps(5),
+        5,
         None,
     )?;
 
-    let criterion = run_suite(quick)?;
-    let cpython = run_cpython(&root, quick);
+    let criterion = measured(&mut loads, "cargo bench --bench suite", || run_suite(quick))?;
+    let cpython = measured(&mut loads, "python3 bench/cpython_bench.py", || {
+        Ok(run_cpython(&root, quick))
+    })?;
     if let Err(why) = &cpython {
         eprintln!("xtask: CPython figures skipped: {why}");
     }
@@ -158,6 +199,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         startup,
         criterion,
         cpython,
+        loads,
         quick,
     };
     let markdown = render::markdown(&figures);

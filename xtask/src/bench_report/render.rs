@@ -409,6 +409,19 @@ pub fn markdown(figures: &Figures) -> String {
          compare ratios measured in this run, not absolute times across runs.\n",
         m.load_before, m.load_after
     );
+    if !figures.loads.is_empty() {
+        let _ = writeln!(
+            md,
+            "Before each step the report waited (up to 60 s) for other processes to use less \
+             than 10% of the CPUs; their share while each step ran:\n"
+        );
+        let _ = writeln!(md, "| step | CPU used by other processes |");
+        let _ = writeln!(md, "|---|---|");
+        for load in &figures.loads {
+            let _ = writeln!(md, "| `{}` | {:.0}% |", load.step, load.others * 100.0);
+        }
+        let _ = writeln!(md);
+    }
     let _ = writeln!(md, "## How these figures are taken\n");
     let _ = writeln!(
         md,
@@ -644,6 +657,7 @@ mod tests {
             startup: cli(0, 1, [1e-6, 1e-4, 1e-4, 4e-3]),
             criterion,
             cpython: Err("python3 is not installed".into()),
+            loads: Vec::new(),
             quick: false,
         }
     }
