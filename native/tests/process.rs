@@ -260,3 +260,12 @@ fn the_default_worker_count_is_the_available_parallelism() {
     assert_eq!(pool.max_workers(), expected);
     assert_eq!(pool.name(), "processes");
 }
+
+#[test]
+fn the_automatic_chunk_size_makes_about_sixteen_chunks_per_worker() {
+    let pool = support::pool(2);
+    assert_eq!(pool.auto_chunksize(100), 4);
+    assert_eq!(pool.auto_chunksize(200_000), 6250);
+    assert_eq!(pool.auto_chunksize(3), 1);
+    assert_eq!(pool.auto_chunksize(0), 1);
+}

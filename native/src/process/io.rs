@@ -8,21 +8,20 @@
 //!
 //! It is also the only thread that starts workers: on Linux a worker's parent-death signal
 //! follows the *thread* that forked it, and this thread lives exactly as long as the pool.
+//! Its reading side is in `answers`, starting and reaping workers in `lifecycle`.
 
-use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use primepool_core::{Error, Job};
+use primepool_core::Error;
 
 use super::conn::{peer_gone, Conn};
-use super::frame::{write_frame, FrameReader, MAX_FRAME_LEN};
+use super::frame::{write_frame, MAX_FRAME_LEN};
 use super::image;
-use super::protocol::{self, Bytes, FromWorker, ToWorker};
-use super::spawn;
+use super::protocol::{Bytes, ToWorker};
 use super::state::*;
 use super::sys;
 
@@ -34,9 +33,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// before the pool kills it.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long a worker may take to exit once its channel is closed, before it is killed.
-const EXIT_GRACE: Duration = Duration::from_secs(5);
+pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// How often the I/O thread checks for workers that died without closing their channel.
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
+pub(super) const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Consecutive start-up failures after which the pool is declared broken.
 pub(super) const MAX_STARTUP_FAILURES: u32 = 3;
 
@@ -87,14 +86,14 @@ fn io_error(what: &str, e: io::Error) -> Error {
     Error::Broken(format!("{what}: {e}"))
 }
 
-struct Io {
-    shared: Arc<Shared>,
+pub(super) struct Io {
+    pub(super) shared: Arc<Shared>,
     /// Parallel to `State::workers` (only this thread adds or removes either).
-    conns: Vec<Conn>,
-    wake_rx: UnixStream,
-    startup_failures: u32,
-    retry_spawn_at: Option<Instant>,
-    last_sweep: Instant,
+    pub(super) conns: Vec<Conn>,
+    pub(super) wake_rx: UnixStream,
+    pub(super) startup_failures: u32,
+    pub(super) retry_spawn_at: Option<Instant>,
+    pub(super) last_sweep: Instant,
 }
 
 impl Drop for Io {
@@ -449,370 +448,11 @@ impl Io {
     }
 
     /// Writes worker `i`'s outbox. A worker that is gone is left for `reap` to bury.
-    fn flush(&mut self, i: usize) {
+    pub(super) fn flush(&mut self, i: usize) {
         match self.conns[i].flush() {
             Ok(()) => {}
             Err(e) if peer_gone(&e) => self.conns[i].close(Instant::now()),
             Err(e) => self.on_channel_error(i, &format!("writing to the worker: {e}")),
-        }
-    }
-
-    /// Reads and handles everything worker `i` has sent, until it would block or ends.
-    fn read(&mut self, i: usize) {
-        loop {
-            let conn = &mut self.conns[i];
-            let Some(stream) = &mut conn.stream else {
-                return;
-            };
-            match conn.reader.fill(stream) {
-                Ok(0) => {
-                    let now = Instant::now();
-                    let truncated = conn.reader.finish().err();
-                    conn.close(now);
-                    if let Some(e) = truncated {
-                        self.on_channel_error(i, &e.to_string());
-                    }
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if peer_gone(&e) => {
-                    conn.close(Instant::now());
-                    return;
-                }
-                Err(e) => {
-                    self.on_channel_error(i, &format!("reading from the worker: {e}"));
-                    return;
-                }
-            }
-            if let Err(e) = self.handle_frames(i) {
-                self.on_channel_error(i, &e);
-                return;
-            }
-        }
-    }
-
-    /// Handles the complete frames buffered for worker `i`: one lock for the batch, futures
-    /// completed after it.
-    fn handle_frames(&mut self, i: usize) -> Result<(), String> {
-        let conn = &mut self.conns[i];
-        let mut ranges = Vec::new();
-        let mut framing = Ok(());
-        loop {
-            match conn.reader.next_frame() {
-                Ok(Some(range)) => ranges.push(range),
-                Ok(None) => break,
-                Err(e) => {
-                    framing = Err(e.to_string());
-                    break;
-                }
-            }
-        }
-        let reader = &conn.reader;
-        let now = Instant::now();
-        let mut replies: Vec<(Job, &[u8])> = Vec::with_capacity(ranges.len());
-        let mut failures = Failures::new();
-        let mut broken = None;
-        let mut revoked = Vec::new();
-        let mut result = framing;
-        let shared = Arc::clone(&self.shared);
-        {
-            let mut state = shared.lock();
-            let worker = &mut state.workers[i];
-            let pid = worker.pid;
-            for range in ranges {
-                let message = match protocol::decode::<FromWorker<'_>>(reader.payload(range)) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                };
-                let (id, outcome) = match message {
-                    FromWorker::Started { id } => {
-                        if let Some(at) = worker.in_flight.iter().position(|e| e.id == id) {
-                            worker.in_flight[at].started = true;
-                            if at == 0 {
-                                worker.head_since = now;
-                            }
-                        }
-                        continue;
-                    }
-                    FromWorker::Hello => {
-                        worker.phase = worker.phase.max(Phase::Greeted);
-                        continue;
-                    }
-                    FromWorker::Ready => {
-                        worker.phase = Phase::Ready;
-                        self.startup_failures = 0;
-                        continue;
-                    }
-                    FromWorker::Refused { reason } => {
-                        broken = Some(reason);
-                        break;
-                    }
-                    FromWorker::InitFailed { panic } => {
-                        broken = Some(format!(
-                            "the initializer panicked in worker process {pid}: {panic}"
-                        ));
-                        break;
-                    }
-                    FromWorker::Done { id, outcomes } => (id, Ok(outcomes.0)),
-                    FromWorker::Failed { id, error } => (id, Err(Error::Serialization(error))),
-                    FromWorker::Skipped { id } => (
-                        id,
-                        Err(Error::Terminated(format!(
-                            "Future::terminate() removed it from worker process {pid} before it started"
-                        ))),
-                    ),
-                    FromWorker::Revoked { id } => {
-                        if let Some(entry) = worker.take(id, now) {
-                            revoked.push(entry);
-                        }
-                        continue;
-                    }
-                    FromWorker::Stopped { id, timed_out } => {
-                        worker.ending = Some(Ending::SelfStopped);
-                        let reason = if timed_out { StopReason::TimedOut } else { StopReason::Requested };
-                        let Some(entry) = worker.take(id, now) else {
-                            continue;
-                        };
-                        let error = stop_error(reason, pid, entry.calls, &self.shared.config);
-                        failures.push((entry.job, error));
-                        continue;
-                    }
-                };
-                let Some(entry) = worker.take(id, now) else {
-                    result = Err(format!("an answer for job {id}, which it does not hold"));
-                    break;
-                };
-                match (entry.stop, outcome) {
-                    (Some(_), _) => failures.push((
-                        entry.job,
-                        Error::Terminated(
-                            "Future::terminate() was called as it finished; its result was discarded"
-                                .into(),
-                        ),
-                    )),
-                    (None, Ok(bytes)) => replies.push((entry.job, bytes)),
-                    (None, Err(e)) => failures.push((entry.job, e)),
-                }
-            }
-            // Given back unstarted: first in line for the next worker with room. (A job asked
-            // to terminate meanwhile fails now instead.)
-            for entry in revoked.into_iter().rev() {
-                match entry.stop {
-                    Some(_) => failures.push((
-                        entry.job,
-                        Error::Terminated(format!(
-                            "Future::terminate() removed it from worker process {pid} before it started"
-                        )),
-                    )),
-                    None => state.queue.push_front(Queued {
-                        id: entry.id,
-                        job: entry.job,
-                        requeued: true,
-                    }),
-                }
-            }
-            if let Some(reason) = &broken {
-                failures.extend(break_state(&mut state, reason));
-            }
-        }
-        for (job, bytes) in replies {
-            job.complete_encoded(bytes);
-        }
-        fail_all(failures);
-        if let Some(reason) = broken {
-            self.break_pool(&reason);
-        }
-        result
-    }
-
-    /// Worker `i` sent bytes that are not the protocol, or its channel failed: kill it (its
-    /// oldest job fails as if it had died).
-    fn on_channel_error(&mut self, i: usize, what: &str) {
-        let now = Instant::now();
-        let shared = Arc::clone(&self.shared);
-        let mut state = shared.lock();
-        let worker = &mut state.workers[i];
-        if worker.ending.is_none() || worker.ending == Some(Ending::SelfStopped) {
-            worker.ending = Some(Ending::Killed(format!("protocol error: {what}")));
-        }
-        self.conns[i].kill(now);
-    }
-
-    /// Marks the pool broken, fails everything, closes every channel.
-    fn break_pool(&mut self, reason: &str) {
-        let shared = Arc::clone(&self.shared);
-        let failures = break_state(&mut shared.lock(), reason);
-        fail_all(failures);
-    }
-
-    /// Reaps workers that have exited, failing or requeueing what they held; kills those that
-    /// overstay after their channel closed.
-    fn reap(&mut self, now: Instant) {
-        let sweep = now - self.last_sweep >= SWEEP_EVERY;
-        if sweep {
-            self.last_sweep = now;
-        }
-        let mut i = 0;
-        while i < self.conns.len() {
-            let conn = &mut self.conns[i];
-            if conn.closed_at.is_none() && !sweep {
-                i += 1;
-                continue;
-            }
-            let status = match conn.child.try_wait() {
-                Ok(Some(status)) => status,
-                Ok(None) => {
-                    if conn.closed_at.is_some_and(|at| now - at > EXIT_GRACE) {
-                        let _ = conn.child.kill();
-                    }
-                    i += 1;
-                    continue;
-                }
-                Err(_) => {
-                    // Not ours to wait for any more (e.g. someone reaped it): treat as gone.
-                    std::process::ExitStatus::default()
-                }
-            };
-            // Take in what it managed to send before it went.
-            if conn.stream.is_some() {
-                self.read(i);
-            }
-            self.conns.remove(i);
-            let shared = Arc::clone(&self.shared);
-            let failures = {
-                let mut state = shared.lock();
-                let worker = state.workers.remove(i);
-                bury(
-                    &mut state,
-                    worker,
-                    &sys::describe(status),
-                    &shared.config,
-                    &mut self.startup_failures,
-                )
-            };
-            fail_all(failures);
-        }
-    }
-
-    /// Decides the fate of the jobs a dead worker held.
-    /// Starts workers until the pool is at full strength (when there is reason to); returns
-    /// whether it started any. Starting one costs a `fork`: they boot in parallel.
-    fn spawn_missing(&mut self, initial: bool) -> Result<bool, Error> {
-        let mut started = false;
-        while self.spawn_one(initial)? {
-            started = true;
-        }
-        Ok(started)
-    }
-
-    /// Starts one worker if the pool is short of its strength; returns whether it did.
-    fn spawn_one(&mut self, initial: bool) -> Result<bool, Error> {
-        {
-            let state = self.shared.lock();
-            let work_left =
-                !state.queue.is_empty() || state.workers.iter().any(|w| !w.in_flight.is_empty());
-            if state.broken.is_some() || (state.shutdown && !work_left) {
-                return Ok(false);
-            }
-            let active = state.workers.iter().filter(|w| w.accepts_work()).count();
-            if active >= self.shared.config.max_workers {
-                return Ok(false);
-            }
-        }
-        if self.retry_spawn_at.is_some_and(|at| Instant::now() < at) {
-            return Ok(false);
-        }
-        self.retry_spawn_at = None;
-        let config = &self.shared.config;
-        let initializer = config.initializer.map(|f| image::to_offset(f as usize));
-        match spawn::spawn(&config.command, initializer) {
-            Ok((child, stream)) => {
-                let now = Instant::now();
-                let pid = child.id();
-                self.conns.push(Conn {
-                    child,
-                    stream: Some(stream),
-                    reader: FrameReader::new(MAX_FRAME_LEN),
-                    outbox: Vec::new(),
-                    written: 0,
-                    closed_at: None,
-                });
-                self.shared.lock().workers.push(WorkerInfo {
-                    pid,
-                    phase: Phase::Started,
-                    spawned: now,
-                    ending: None,
-                    retiring: false,
-                    in_flight: VecDeque::new(),
-                    sent: 0,
-                    head_since: now,
-                    // A window of two until the first answers tell how long jobs take.
-                    service_ns: BUDGET.as_nanos() as f64 / 2.0,
-                });
-                Ok(true)
-            }
-            Err(e) => {
-                let error = Error::Broken(e.to_string());
-                self.startup_failures += 1;
-                if initial || self.startup_failures >= MAX_STARTUP_FAILURES {
-                    return Err(error);
-                }
-                let backoff = Duration::from_millis(50) * self.startup_failures;
-                self.retry_spawn_at = Some(Instant::now() + backoff);
-                Ok(false)
-            }
-        }
-    }
-
-    /// Closes every channel and reaps every worker: nothing outlives the pool.
-    fn close_all(&mut self) {
-        let now = Instant::now();
-        {
-            let state = self.shared.lock();
-            for (i, conn) in self.conns.iter_mut().enumerate() {
-                // A worker still starting holds nothing: rather than wait for it to boot only
-                // to find its channel closed, end it now.
-                let starting = state
-                    .workers
-                    .get(i)
-                    .is_some_and(|w| w.phase < Phase::Ready && w.in_flight.is_empty());
-                if starting {
-                    let _ = conn.child.kill();
-                }
-                conn.close(now);
-            }
-        }
-        let mut pause = Duration::from_micros(20);
-        while !self.conns.is_empty() {
-            let now = Instant::now();
-            self.conns.retain_mut(|conn| match conn.child.try_wait() {
-                Ok(None) => {
-                    if conn.closed_at.is_some_and(|at| now - at > EXIT_GRACE) {
-                        let _ = conn.child.kill();
-                    }
-                    true
-                }
-                _ => false,
-            });
-            if !self.conns.is_empty() {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(5));
-            }
-        }
-        let mut state = self.shared.lock();
-        let leftovers: Vec<_> = state.workers.drain(..).flat_map(|w| w.in_flight).collect();
-        let reason = state
-            .broken
-            .clone()
-            .unwrap_or_else(|| "the pool shut down".into());
-        drop(state);
-        for entry in leftovers {
-            entry.job.fail(Error::Broken(reason.clone()));
         }
     }
 }

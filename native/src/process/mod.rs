@@ -29,8 +29,10 @@
 //!   different image refuses (the pool becomes [`Error::Broken`] with the
 //!   reason) rather than jump to the wrong code;
 //! - `frame` and `protocol`: length-prefixed postcard messages with a hard size cap;
-//! - `state` and `io`: one I/O thread per pool keeps a bounded window of jobs in flight per worker,
-//!   batches writes, completes futures, and replaces workers that die;
+//! - `state` (the shared queue, per-worker windows, who fails when a worker dies), `io` (one
+//!   I/O thread per pool: dispatch to the least loaded worker, batched writes, `poll`),
+//!   `answers` (decoding replies, completing futures) and `lifecycle` (starting, replacing and
+//!   reaping workers);
 //! - `worker`: the worker's loop.
 //!
 //! Failure semantics, beyond Python's (where one dead worker breaks the whole pool): a panic
@@ -49,11 +51,13 @@
 //! signal (workers still leave when their channel closes) and identify the image by its file.
 //! Windows is not supported.
 
+mod answers;
 mod builder;
 mod conn;
 mod frame;
 mod image;
 mod io;
+mod lifecycle;
 pub(crate) mod protocol;
 mod spawn;
 mod state;
@@ -131,7 +135,7 @@ impl Executor for ProcessPoolExecutor {
     }
 
     fn execute(&self, job: Job) -> Result<(), Error> {
-        self.shared.submit(vec![job])
+        self.shared.submit([job])
     }
 
     fn execute_batch(&self, jobs: Vec<Job>) -> Result<(), Error> {
@@ -142,12 +146,13 @@ impl Executor for ProcessPoolExecutor {
         self.shared.shutdown(wait, cancel_futures);
     }
 
-    /// About eight chunks per worker (`balanced_chunksize` over twice the workers): each
-    /// chunk is one message each way, so few chunks keep the overhead low, and workers take
-    /// chunks as they free up, so smaller chunks make them finish together: the last one to
-    /// finish is at most an eighth of a worker's share.
+    /// About sixteen chunks per worker (`balanced_chunksize` over four times the workers).
+    /// Each chunk is one message each way, and with several in flight per worker their cost
+    /// is microseconds, so chunks can be small; workers take chunks as they free up, and
+    /// small chunks make them finish together (the tail is at most a sixteenth of a worker's
+    /// share) even when the machine is busy with other work.
     fn auto_chunksize(&self, items: usize) -> usize {
-        balanced_chunksize(items, 2 * self.shared.config.max_workers)
+        balanced_chunksize(items, 4 * self.shared.config.max_workers)
     }
 }
 

@@ -9,10 +9,10 @@
 //! until it answers, and the jobs waiting behind that job are taken back when another worker
 //! idles, so a long task never holds a queue of short ones hostage.
 //!
-//! A worker answers its jobs in order and before starting the next one, so the oldest
-//! unanswered job is the one it is running. When a worker dies, that job alone fails (with
-//! [`Error::WorkerDied`]); the jobs queued behind it never started and go back to the front of
-//! the pool's queue (see [`bury`]).
+//! A worker runs its jobs in order, says `Started` before each and answers it before starting
+//! the next, so the pool always knows which job it is running. When a worker dies, that job
+//! alone fails (with [`Error::WorkerDied`]); the jobs queued behind it never started and go
+//! back to the front of the pool's queue (see [`bury`]).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -49,7 +49,8 @@ pub(super) struct Config {
 pub(super) struct Queued {
     pub(super) id: u64,
     pub(super) job: Job,
-    /// It was sent to a worker that died before starting it: its futures are running already.
+    /// It was sent to a worker that died or gave it back before starting it: its futures are
+    /// running already (so `shutdown(cancel_futures)` leaves it be).
     pub(super) requeued: bool,
 }
 
@@ -166,7 +167,8 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the state consistent before anything that can panic
-        // (user code never runs under this lock), so a poisoned lock is still usable.
+        // (no future is completed and no callback runs under this lock; only arguments'
+        // `Serialize` impls do), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -184,15 +186,9 @@ impl Shared {
         self.io_thread.get() == Some(&std::thread::current().id())
     }
 
-    /// Queues jobs (the executor's `execute` and `execute_batch`).
-    pub(crate) fn submit(&self, jobs: Vec<Job>) -> Result<(), Error> {
-        // A closure cannot leave this process: fail it now, with a reason, not at dispatch.
-        let (jobs, closures): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| j.task_fn().is_some());
-        let refused = !closures.is_empty();
-        for job in closures {
-            job.fail(closure_error());
-        }
+    /// Queues jobs (the executor's `execute` and `execute_batch`). A closure job cannot leave
+    /// this process: it fails at once, with the reason, and so does the call.
+    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>) -> Result<(), Error> {
         let mut state = self.lock();
         if state.shutdown {
             return Err(Error::ShutDown);
@@ -200,7 +196,12 @@ impl Shared {
         if let Some(why) = &state.broken {
             return Err(Error::Broken(why.clone()));
         }
+        let mut closures = Vec::new();
         for job in jobs {
+            if job.task_fn().is_none() {
+                closures.push(job);
+                continue;
+            }
             let id = state.next_id;
             state.next_id += 1;
             state.queue.push_back(Queued {
@@ -210,10 +211,13 @@ impl Shared {
             });
         }
         self.wake(state);
-        if refused {
-            return Err(closure_error());
+        if closures.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        for job in closures {
+            job.fail(closure_error());
+        }
+        Err(closure_error())
     }
 
     /// Stops accepting work; cancels what has not been sent if asked; waits if asked.

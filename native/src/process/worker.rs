@@ -120,9 +120,16 @@ impl Worker {
 
     /// Sends one message.
     fn send(&self, message: &FromWorker<'_>) -> io::Result<()> {
-        let mut frame = Vec::new();
-        write_frame(&mut frame, message, MAX_FRAME_LEN).map_err(io::Error::other)?;
-        self.write(&frame)
+        self.send_all(std::slice::from_ref(message))
+    }
+
+    /// Sends messages with one write.
+    fn send_all(&self, messages: &[FromWorker<'_>]) -> io::Result<()> {
+        let mut frames = Vec::new();
+        for message in messages {
+            write_frame(&mut frames, message, MAX_FRAME_LEN).map_err(io::Error::other)?;
+        }
+        self.write(&frames)
     }
 
     /// Writes encoded frames to the pool.
@@ -176,19 +183,26 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
         worker.send(&FromWorker::Refused { reason })?;
         return Ok(EXIT_REFUSED);
     }
+    let Some(offset) = env.initializer else {
+        // Nothing to run first: both greetings in one write.
+        worker.send_all(&[FromWorker::Hello, FromWorker::Ready])?;
+        return serve_jobs(worker, stream);
+    };
     worker.send(&FromWorker::Hello)?;
-    if let Some(offset) = env.initializer {
-        // SAFETY: the pool made `offset` with `image::to_offset` from a `fn()` (the builder's
-        // `initializer` takes nothing else), and this process runs the identical image (checked
-        // just above), so the address is that same function here.
-        let init = unsafe { std::mem::transmute::<usize, fn()>(image::from_offset(offset)) };
-        if let Err(panic) = primepool_core::panic::catch(init) {
-            worker.send(&FromWorker::InitFailed { panic })?;
-            return Ok(EXIT_INIT_FAILED);
-        }
+    // SAFETY: the pool made `offset` with `image::to_offset` from a `fn()` (the builder's
+    // `initializer` takes nothing else), and this process runs the identical image (checked
+    // just above), so the address is that same function here.
+    let init = unsafe { std::mem::transmute::<usize, fn()>(image::from_offset(offset)) };
+    if let Err(panic) = primepool_core::panic::catch(init) {
+        worker.send(&FromWorker::InitFailed { panic })?;
+        return Ok(EXIT_INIT_FAILED);
     }
     worker.send(&FromWorker::Ready)?;
+    serve_jobs(worker, stream)
+}
 
+/// Starts the control thread, then runs jobs on this one.
+fn serve_jobs(worker: Arc<Worker>, stream: UnixStream) -> io::Result<i32> {
     let control = Arc::clone(&worker);
     std::thread::Builder::new()
         .name("primepool-worker-control".into())
