@@ -419,7 +419,9 @@ pub fn markdown(figures: &Figures) -> String {
         let _ = writeln!(
             md,
             "Before each step the report waited (up to 60 s) for other processes to use less \
-             than 10% of the CPUs; their share while each step ran:\n"
+             than 10% of the CPUs, and ran a `primepool bench` step they disturbed more than \
+             that up to 3 times, keeping the least disturbed; their share while each kept step \
+             ran:\n"
         );
         let _ = writeln!(md, "| step | CPU used by other processes |");
         let _ = writeln!(md, "|---|---|");
