@@ -493,7 +493,7 @@ pub fn markdown(figures: &Figures) -> String {
     let _ = writeln!(md, "## Reproduce\n");
     let _ = writeln!(
         md,
-        "```sh\ncargo xtask bench-report          # everything above, about 4 minutes\n\
+        "```sh\ncargo xtask bench-report          # everything above: 3-7 minutes, more if it waits for quiet\n\
          cargo bench -p primepool --bench suite\n\
          python3 bench/cpython_bench.py\n\
          cargo run --release -- bench --workers 2 --values 9900..=9999 --repeat 7\n```"
