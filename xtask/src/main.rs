@@ -3,6 +3,7 @@
 //! `cargo xtask test` is the one command CI runs (`.ci/run`) and a user types: it installs what
 //! is missing on a fresh machine, then runs every check. See `cargo xtask help`.
 
+mod bench_report;
 mod browser_test;
 mod install;
 mod test;
@@ -20,6 +21,8 @@ commands:
                 build both wasm variants into www/pkg/ (with --dist: a deployable folder)
   serve [--port N]
                 build, then serve www/ with `primepool serve` (COOP/COEP, default port 8000)
+  bench-report  run the benchmark suite and CPython's concurrent.futures on the same figures,
+                then write docs/benchmarks.md and docs/benchmarks.svg ([--quick]: a trial run)
   help          this text
 ";
 
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         Some("test") => test::main(&args[1..]),
         Some("web") => web::main(&args[1..]),
         Some("serve") => web::serve(&args[1..]),
+        Some("bench-report") => bench_report::main(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())

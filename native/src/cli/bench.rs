@@ -196,21 +196,25 @@ impl Scheduled {
     /// extra cost.
     fn watch(&self, progress: &ProgressBar, interrupt: &Interrupt) {
         fn advance<T>(progress: &ProgressBar, future: &Future<T>, tasks: usize) {
-            if !progress.is_hidden() {
-                let progress = progress.clone();
-                future.add_done_callback(move |_| progress.inc(tasks as u64));
-            }
+            let progress = progress.clone();
+            future.add_done_callback(move |_| progress.inc(tasks as u64));
         }
+        // (`is_hidden` takes the bar's lock: asked once, not once per task.)
+        let progress = (!progress.is_hidden()).then_some(progress);
         match self {
             Scheduled::Map(map) => {
-                for (chunk, tasks) in map.chunks() {
-                    advance(progress, chunk, tasks);
+                if let Some(progress) = progress {
+                    for (chunk, tasks) in map.chunks() {
+                        advance(progress, chunk, tasks);
+                    }
                 }
                 interrupt.watch_futures(map.chunks().map(|(chunk, _)| chunk));
             }
             Scheduled::Submitted(futures) => {
-                for future in futures {
-                    advance(progress, future, 1);
+                if let Some(progress) = progress {
+                    for future in futures {
+                        advance(progress, future, 1);
+                    }
                 }
                 interrupt.watch_futures(futures.iter());
             }

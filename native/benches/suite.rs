@@ -1,0 +1,382 @@
+//! The benchmark suite of issue 7: every backend on the same figures, with rayon's own
+//! primitives measured in the same run as the reference.
+//!
+//! Per backend (serial, threads, rayon, processes), 2 workers:
+//!
+//! - `startup_to_first_result/<backend>`: constructor to the first no-op result (shutdown is
+//!   not timed: `bench --values 0..1` times the whole life of a pool);
+//! - `noop_round_trip/<backend>`: one `submit` then `result` on a warm pool: the latency a lone
+//!   task pays;
+//! - `noop_submit_1000/<backend>`: 1,000 no-op `submit`s, then every result: the per-task cost
+//!   with many tasks in flight (criterion reports elements per second);
+//! - `noop_map_10000/<backend>/chunksize_1` and `/auto`: one `map` of 10,000 no-ops on a warm
+//!   pool, one task per job and at the automatic chunk size;
+//! - `seed_9900_9999/<backend>`: the source document's timing: pool creation, the whole map of
+//!   the seed workload and shutdown;
+//! - `payload_1mib_round_trip/<backend>`: 1 MiB of bytes (`serde_bytes::ByteBuf`, the
+//!   counterpart of Python's `bytes`) to a worker and back; `processes_vec_u8` sends a plain
+//!   `Vec<u8>`, which serde encodes one element at a time;
+//! - `noop_map_200000_with_pool/processes/*`: a whole process pool's life (creation, 200,000
+//!   no-ops, shutdown), as `map` at the automatic chunk size and, for comparison, as one
+//!   `submit` per chunk carrying a `Vec` of inputs: the same messages with one future per
+//!   chunk instead of one per item, which is where the time of `map` goes.
+//!
+//! `rayon/...` entries are rayon itself on a 2-thread pool: `spawn` round trip and batch,
+//! `par_iter` over the no-ops and over the seed workload, pool build to first result.
+//!
+//! Run with `cargo bench -p primepool --bench suite` (about a minute); `cargo xtask
+//! bench-report` runs it and reads criterion's estimates. The machine is shared and small, so
+//! samples are few and short: compare ratios within one run. This binary is its own process
+//! pool worker: `main` calls `run_worker_if_requested` before anything else.
+
+use std::hint::black_box;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
+use primepool::workload::{noop, seed_count_prime};
+use primepool::{
+    Error, Executor, ExecutorExt, MapOptions, ProcessPoolExecutor, RayonExecutor, SerialExecutor,
+    ThreadPoolExecutor,
+};
+use rayon::prelude::*;
+use serde_bytes::ByteBuf;
+
+const WORKERS: usize = 2;
+const SEED_VALUES: std::ops::RangeInclusive<u32> = 9900..=9999;
+const SUBMIT_TASKS: u32 = 1_000;
+const MAP_ITEMS: u32 = 10_000;
+const MIB: usize = 1 << 20;
+
+/// The backends, in the order every group lists them.
+const BACKENDS: [&str; 4] = ["serial", "threads", "rayon", "processes"];
+
+/// A fresh pool of `backend` with [`WORKERS`] workers.
+fn pool(backend: &str) -> Box<dyn Executor> {
+    let built: Result<Box<dyn Executor>, Error> = match backend {
+        "serial" => Ok(Box::new(SerialExecutor::new())),
+        "threads" => ThreadPoolExecutor::new(WORKERS).map(|p| Box::new(p) as _),
+        "rayon" => RayonExecutor::new(WORKERS).map(|p| Box::new(p) as _),
+        "processes" => ProcessPoolExecutor::new(WORKERS).map(|p| Box::new(p) as _),
+        other => unreachable!("no backend named {other}"),
+    };
+    built.unwrap_or_else(|e| panic!("cannot build the {backend} pool: {e}"))
+}
+
+/// A pool whose workers have all started and run a task, so a figure measures steady work.
+fn warm_pool(backend: &str) -> Box<dyn Executor> {
+    let pool = pool(backend);
+    let futures: Vec<_> = (0..WORKERS as u32 * 4)
+        .map(|i| pool.submit(noop, i).unwrap())
+        .collect();
+    for future in futures {
+        future.join().unwrap();
+    }
+    pool
+}
+
+fn rayon_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(WORKERS)
+        .build()
+        .expect("a rayon pool")
+}
+
+/// Returns its argument: the 1 MiB payload goes to a worker and comes back unchanged.
+fn echo_bytes(bytes: ByteBuf) -> ByteBuf {
+    bytes
+}
+
+/// The same with a plain `Vec<u8>`, which serde encodes as a sequence, one byte at a time.
+fn echo_vec(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
+}
+
+/// A chunk of no-ops in one call: the inputs come back unchanged.
+fn noop_chunk(values: Vec<u32>) -> Vec<u32> {
+    values
+}
+
+fn short_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    group
+}
+
+fn startup(c: &mut Criterion) {
+    let mut group = short_group(c, "startup_to_first_result");
+    group.sampling_mode(SamplingMode::Flat);
+    for backend in BACKENDS {
+        // Only construction and the first result are timed; the shutdown (drop) is not.
+        group.bench_function(backend, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let pool = pool(backend);
+                    black_box(pool.submit(noop, 7).unwrap().join().unwrap());
+                    total += start.elapsed();
+                    drop(pool);
+                }
+                total
+            })
+        });
+    }
+    group.bench_function("rayon_build_spawn", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let pool = rayon_pool();
+                let (sender, receiver) = mpsc::channel();
+                pool.spawn(move || sender.send(noop(7)).unwrap());
+                black_box(receiver.recv().unwrap());
+                total += start.elapsed();
+                drop(pool);
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut group = short_group(c, "noop_round_trip");
+    for backend in BACKENDS {
+        let pool = warm_pool(backend);
+        group.bench_function(backend, |b| {
+            b.iter(|| pool.submit(noop, black_box(1)).unwrap().join().unwrap())
+        });
+    }
+    let pool = rayon_pool();
+    group.bench_function("rayon_spawn", |b| {
+        b.iter(|| {
+            let (sender, receiver) = mpsc::channel();
+            pool.spawn(move || sender.send(noop(black_box(1))).unwrap());
+            receiver.recv().unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn submit_batch(c: &mut Criterion) {
+    let mut group = short_group(c, "noop_submit_1000");
+    group.throughput(Throughput::Elements(u64::from(SUBMIT_TASKS)));
+    for backend in BACKENDS {
+        let pool = warm_pool(backend);
+        group.bench_function(backend, |b| {
+            b.iter(|| {
+                let futures: Vec<_> = (0..SUBMIT_TASKS)
+                    .map(|i| pool.submit(noop, i).unwrap())
+                    .collect();
+                futures
+                    .into_iter()
+                    .map(|f| u64::from(f.join().unwrap()))
+                    .sum::<u64>()
+            })
+        });
+    }
+    let pool = rayon_pool();
+    group.bench_function("rayon_spawn", |b| {
+        b.iter(|| {
+            let receivers: Vec<_> = (0..SUBMIT_TASKS)
+                .map(|i| {
+                    let (sender, receiver) = mpsc::channel();
+                    pool.spawn(move || sender.send(noop(i)).unwrap());
+                    receiver
+                })
+                .collect();
+            receivers
+                .into_iter()
+                .map(|r| u64::from(r.recv().unwrap()))
+                .sum::<u64>()
+        })
+    });
+    group.finish();
+}
+
+fn map_throughput(c: &mut Criterion) {
+    let mut group = short_group(c, "noop_map_10000");
+    group.throughput(Throughput::Elements(u64::from(MAP_ITEMS)));
+    for backend in BACKENDS {
+        let pool = warm_pool(backend);
+        for (label, chunksize) in [("chunksize_1", Some(1)), ("auto", None)] {
+            let options = MapOptions {
+                chunksize,
+                timeout: None,
+            };
+            group.bench_function(BenchmarkId::new(backend, label), |b| {
+                b.iter(|| {
+                    pool.map_with(noop, 0..MAP_ITEMS, options)
+                        .unwrap()
+                        .map(|r| u64::from(r.unwrap()))
+                        .sum::<u64>()
+                })
+            });
+        }
+    }
+    let pool = rayon_pool();
+    group.bench_function("rayon_par_iter", |b| {
+        b.iter(|| {
+            pool.install(|| {
+                (0..MAP_ITEMS)
+                    .into_par_iter()
+                    .map(noop)
+                    .collect::<Vec<u32>>()
+            })
+        })
+    });
+    group.finish();
+}
+
+fn seed(c: &mut Criterion) {
+    let mut group = short_group(c, "seed_9900_9999");
+    group.sampling_mode(SamplingMode::Flat);
+    // Computed on first use, so a filter that skips this group does not pay for it.
+    let expected = std::sync::OnceLock::new();
+    let expected =
+        || expected.get_or_init(|| SEED_VALUES.map(seed_count_prime).collect::<Vec<_>>());
+    for backend in BACKENDS {
+        group.bench_function(backend, |b| {
+            b.iter(|| {
+                let pool = pool(backend);
+                let counts: Vec<u32> = pool
+                    .map(seed_count_prime, SEED_VALUES)
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                drop(pool);
+                assert_eq!(&counts, expected(), "{backend} computed different counts");
+                counts
+            })
+        });
+    }
+    group.bench_function("rayon_par_iter", |b| {
+        b.iter(|| {
+            rayon_pool().install(|| {
+                SEED_VALUES
+                    .into_par_iter()
+                    .map(seed_count_prime)
+                    .collect::<Vec<_>>()
+            })
+        })
+    });
+    group.bench_function("rayon_spawn", |b| {
+        b.iter(|| {
+            let pool = rayon_pool();
+            let (sender, receiver) = mpsc::channel();
+            for (i, n) in SEED_VALUES.enumerate() {
+                let sender = sender.clone();
+                pool.spawn(move || sender.send((i, seed_count_prime(n))).unwrap());
+            }
+            drop(sender);
+            let mut counts = vec![0; SEED_VALUES.count()];
+            for (i, count) in receiver {
+                counts[i] = count;
+            }
+            counts
+        })
+    });
+    group.finish();
+}
+
+fn payload(c: &mut Criterion) {
+    let mut group = short_group(c, "payload_1mib_round_trip");
+    // Both directions: the argument out and the result back.
+    group.throughput(Throughput::Bytes(2 * MIB as u64));
+    let payload: Vec<u8> = (0..MIB).map(|i| i as u8).collect();
+    for backend in ["threads", "processes"] {
+        let pool = warm_pool(backend);
+        group.bench_function(backend, |b| {
+            b.iter_batched(
+                || ByteBuf::from(payload.clone()),
+                |bytes| {
+                    let back = pool.submit(echo_bytes, bytes).unwrap().join().unwrap();
+                    assert_eq!(back.len(), MIB);
+                    back
+                },
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+    let pool = warm_pool("processes");
+    group.bench_function("processes_vec_u8", |b| {
+        b.iter_batched(
+            || payload.clone(),
+            |bytes| {
+                let back = pool.submit(echo_vec, bytes).unwrap().join().unwrap();
+                assert_eq!(back.len(), MIB);
+                back
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn map_with_pool(c: &mut Criterion) {
+    const ITEMS: u32 = 200_000;
+    let mut group = short_group(c, "noop_map_200000_with_pool");
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(u64::from(ITEMS)));
+    group.bench_function("processes/auto", |b| {
+        b.iter(|| {
+            let pool = pool("processes");
+            let sum = pool
+                .map(noop, 0..ITEMS)
+                .unwrap()
+                .map(|r| u64::from(r.unwrap()))
+                .sum::<u64>();
+            drop(pool);
+            sum
+        })
+    });
+    group.bench_function("processes/vec_per_chunk", |b| {
+        b.iter(|| {
+            let pool = pool("processes");
+            let chunksize = pool.auto_chunksize(ITEMS as usize) as u32;
+            let futures: Vec<_> = (0..ITEMS)
+                .step_by(chunksize as usize)
+                .map(|start| {
+                    let chunk = (start..(start + chunksize).min(ITEMS)).collect();
+                    pool.submit(noop_chunk, chunk).unwrap()
+                })
+                .collect();
+            let sum = futures
+                .into_iter()
+                .flat_map(|f| f.join().unwrap())
+                .map(u64::from)
+                .sum::<u64>();
+            drop(pool);
+            sum
+        })
+    });
+    group.finish();
+}
+
+mod group {
+    #![allow(missing_docs, reason = "criterion_group! makes an undocumented pub fn")]
+    criterion::criterion_group!(
+        benches,
+        super::startup,
+        super::round_trip,
+        super::submit_batch,
+        super::map_throughput,
+        super::seed,
+        super::payload,
+        super::map_with_pool
+    );
+}
+
+fn main() {
+    // A process pool started by this benchmark re-runs this binary as its worker.
+    primepool::run_worker_if_requested();
+    group::benches();
+    Criterion::default().configure_from_args().final_summary();
+}
