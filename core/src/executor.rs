@@ -43,6 +43,7 @@ pub trait Executor: Send + Sync {
     /// each worker about sixteen chunks ([`balanced_chunksize`] over `4 * max_workers`): few
     /// enough that per-chunk overhead vanishes on a large `map`, enough that a worker which
     /// finishes early finds more work. Python's default of 1 is the known trap this avoids.
+    /// `map` then evens the chunks out and makes their number a multiple of the worker count.
     fn auto_chunksize(&self, items: usize) -> usize {
         balanced_chunksize(items, self.max_workers().saturating_mul(4))
     }
@@ -58,6 +59,40 @@ pub trait Executor: Send + Sync {
 /// ```
 pub fn balanced_chunksize(items: usize, workers: usize) -> usize {
     items.div_ceil(workers.max(1).saturating_mul(4)).max(1)
+}
+
+/// The sizes of `map`'s chunks for `total` inputs. A chunk size asked for is used as it is
+/// (the last chunk takes the rest). The automatic one (`auto()` gives the executor's chunk size
+/// and worker count) is turned into near-equal chunks, as many as it implies rounded up to a
+/// multiple of the worker count, so that no worker is left running the last chunk alone.
+fn chunk_sizes(
+    total: usize,
+    asked: Option<usize>,
+    auto: impl FnOnce() -> (usize, usize),
+) -> Vec<usize> {
+    if let Some(size) = asked {
+        let size = size.max(1);
+        let full = total / size;
+        let mut sizes = vec![size; full];
+        if total % size > 0 {
+            sizes.push(total % size);
+        }
+        return sizes;
+    }
+    if total == 0 {
+        return Vec::new();
+    }
+    let (size, workers) = auto();
+    let pieces = total.div_ceil(size.max(1));
+    let pieces = if pieces > 1 {
+        pieces
+            .checked_next_multiple_of(workers.max(1))
+            .map_or(total, |p| p.min(total))
+    } else {
+        pieces
+    };
+    let (base, extra) = (total / pieces, total % pieces);
+    (0..pieces).map(|i| base + usize::from(i < extra)).collect()
 }
 
 /// Options for [`ExecutorExt::map_with`].
@@ -129,18 +164,14 @@ pub trait ExecutorExt: Executor {
             .and_then(|t| web_time::Instant::now().checked_add(t));
         let inputs: Vec<A> = inputs.into_iter().collect();
         let total = inputs.len();
-        let chunksize = options
-            .chunksize
-            .unwrap_or_else(|| self.auto_chunksize(total))
-            .max(1);
-        let mut chunks = VecDeque::with_capacity(total.div_ceil(chunksize));
-        let mut jobs = Vec::with_capacity(total.div_ceil(chunksize));
+        let sizes = chunk_sizes(total, options.chunksize, || {
+            (self.auto_chunksize(total), self.max_workers())
+        });
+        let mut chunks = VecDeque::with_capacity(sizes.len());
+        let mut jobs = Vec::with_capacity(sizes.len());
         let mut inputs = inputs.into_iter();
-        loop {
-            let args: Vec<A> = inputs.by_ref().take(chunksize).collect();
-            if args.is_empty() {
-                break;
-            }
+        for size in sizes {
+            let args: Vec<A> = inputs.by_ref().take(size).collect();
             let len = args.len();
             let (job, future) = Job::chunk(f, args);
             chunks.push_back(MapChunk { future, len });
@@ -269,5 +300,42 @@ impl<R> Drop for Map<R> {
         for chunk in &self.chunks {
             chunk.future.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_sizes;
+
+    #[test]
+    fn an_asked_chunk_size_is_kept_and_the_last_chunk_takes_the_rest() {
+        assert_eq!(chunk_sizes(10, Some(4), || unreachable!()), [4, 4, 2]);
+        assert_eq!(chunk_sizes(8, Some(4), || unreachable!()), [4, 4]);
+        assert_eq!(
+            chunk_sizes(0, Some(4), || unreachable!()),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn automatic_chunks_are_even_and_a_multiple_of_the_worker_count() {
+        // 100 inputs at about 4 a chunk on 2 workers: 26 chunks of 3 or 4, not 25 of 4.
+        let sizes = chunk_sizes(100, None, || (4, 2));
+        assert_eq!(sizes.len(), 26);
+        assert_eq!(sizes.iter().sum::<usize>(), 100);
+        assert!(sizes.iter().all(|&s| s == 3 || s == 4));
+        assert_eq!(
+            chunk_sizes(3, None, || (1, 8)),
+            [1, 1, 1],
+            "never an empty chunk"
+        );
+        assert_eq!(chunk_sizes(5, None, || (5, 1)), [5]);
+        assert_eq!(chunk_sizes(0, None, || (1, 2)), Vec::<usize>::new());
+        assert_eq!(chunk_sizes(7, None, || (usize::MAX, usize::MAX)), [7]);
+        assert_eq!(
+            chunk_sizes(3, None, || (1, usize::MAX - 1)).len(),
+            3,
+            "no overflow"
+        );
     }
 }
