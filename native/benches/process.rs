@@ -5,7 +5,7 @@
 //! - `map_noop_200000_auto`: one `map` of 200,000 no-ops at the automatic chunk size;
 //! - `seed_9900_9999`: the seed workload on 2 workers, and serially for the ratio.
 //!
-//! `native/benches/cpython_reference.py` measures the same with CPython's
+//! `bench/cpython_bench.py` (run by `cargo xtask bench-report`) measures the same with CPython's
 //! `ProcessPoolExecutor(2)`. The benchmark binary is its own worker: its `main` calls
 //! `run_worker_if_requested` first.
 
