@@ -1,7 +1,9 @@
 //! [`Job`]: the type-erased unit of work that crosses the object-safe [`Executor`] trait.
 //!
-//! A job is a chunk of calls to one function, each with the [`Promise`] of its future (a single
-//! `submit` is a chunk of one; `map` makes one job per chunk). Backends never see the argument
+//! A job is a chunk of calls to one function: a single `submit` is one call with the
+//! [`Promise`] of its future; a `map` chunk is many calls with one promise for all their
+//! outcomes ([`Job::chunk`]), so a large `map` costs one shared state per chunk. Backends never
+//! see the argument
 //! and result types: they either run the job here ([`Job::run_local`]: threads, rayon, serial)
 //! or ship it ([`Job::start`], [`Job::task_fn`], [`Job::encode_args`], then
 //! [`Job::complete_encoded`] with the reply: processes, Web Workers).
