@@ -191,6 +191,30 @@ pub trait ExecutorExt: Executor {
 
 impl<E: Executor + ?Sized> ExecutorExt for E {}
 
+/// Executors whose tasks run in this process (serial, threads, rayon), which can therefore
+/// take capturing closures as well as plain functions. Process and Web Worker pools do not
+/// implement it: a closure cannot leave the process, and the compiler says so.
+///
+/// ```
+/// use primepool_core::{InProcessExecutor, SerialExecutor};
+///
+/// let pool = SerialExecutor::new();
+/// let words = vec!["con", "current"];
+/// let joined = pool.submit_closure(move || words.concat()).unwrap();
+/// assert_eq!(joined.join().unwrap(), "concurrent");
+/// ```
+pub trait InProcessExecutor: Executor {
+    /// Schedules a closure, which may capture anything `'static`, and returns its future.
+    fn submit_closure<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<Future<R>, Error> {
+        let (promise, future) = Promise::new();
+        self.execute(Job::closure(f, promise))?;
+        Ok(future)
+    }
+}
+
 /// The future of one `map` chunk: every call's outcome, in input order.
 pub type ChunkFuture<R> = Future<Vec<Result<R, Error>>>;
 

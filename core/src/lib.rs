@@ -42,7 +42,7 @@ pub mod workload;
 
 pub use call::{TaskFn, Value};
 pub use error::{Error, TaskPanic, WorkerId};
-pub use executor::{ChunkFuture, Executor, ExecutorExt, Map, MapOptions};
+pub use executor::{ChunkFuture, Executor, ExecutorExt, InProcessExecutor, Map, MapOptions};
 pub use future::{Future, FutureState, Promise};
 pub use job::Job;
 pub use serial::SerialExecutor;

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Error;
-use crate::executor::Executor;
+use crate::executor::{Executor, InProcessExecutor};
 use crate::job::Job;
 
 /// Runs each task immediately in the calling thread; its future is done when `submit` returns.
@@ -46,6 +46,8 @@ impl Executor for SerialExecutor {
         self.shut_down.store(true, Ordering::Release);
     }
 }
+
+impl InProcessExecutor for SerialExecutor {}
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use crossbeam_channel::{Receiver, Sender};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
-use crate::{Error, Executor, Future, Job, Promise};
+use crate::{Error, Executor, InProcessExecutor, Job};
 
 /// The prefix of worker thread names when none is given.
 pub const DEFAULT_THREAD_NAME_PREFIX: &str = "primepool-rayon";
@@ -180,17 +180,6 @@ impl RayonExecutor {
         RayonBuilder::new()
     }
 
-    /// Schedules a closure, which may capture anything `'static`, and returns its future; the
-    /// counterpart of [`ThreadPoolExecutor::submit_closure`](crate::ThreadPoolExecutor::submit_closure).
-    pub fn submit_closure<R: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> R + Send + 'static,
-    ) -> Result<Future<R>, Error> {
-        let (promise, future) = Promise::new();
-        self.execute(Job::closure(f, promise))?;
-        Ok(future)
-    }
-
     /// Queues `jobs` and makes `spawns` rayon jobs that pop them, while the gate is open.
     fn enqueue(
         &self,
@@ -209,6 +198,9 @@ impl RayonExecutor {
         Ok(())
     }
 }
+
+/// Capturing closures run on the pool's threads, in this process.
+impl InProcessExecutor for RayonExecutor {}
 
 impl Executor for RayonExecutor {
     fn name(&self) -> &'static str {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use primepool::conformance::block_on;
 use primepool::process::ProcessPoolBuilder;
 use primepool::{
-    as_completed, wait, Error, Executor, ExecutorExt, FutureState, Job, MapOptions,
-    ProcessPoolExecutor, RayonExecutor, ReturnWhen, SerialExecutor, ThreadPoolExecutor,
+    as_completed, wait, Error, Executor, ExecutorExt, FutureState, InProcessExecutor, Job,
+    MapOptions, ProcessPoolExecutor, RayonExecutor, ReturnWhen, SerialExecutor, ThreadPoolExecutor,
 };
 
 /// Long enough that a task submitted behind it is still pending when the test looks.

@@ -3,25 +3,18 @@
 
 mod thread_support;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use primepool::thread::{default_max_workers, DEFAULT_THREAD_NAME_PREFIX};
-use primepool::{Error, Executor, ExecutorExt, ThreadPoolExecutor};
-use thread_support::{eventually, spin_us};
-
-const LONG: Option<Duration> = Some(Duration::from_secs(30));
+use primepool::{Error, Executor, InProcessExecutor, ThreadPoolExecutor};
+use thread_support::{current_thread_name, eventually, spin_us, LONG};
 
 mod conformance {
     primepool_core::conformance_tests!(|workers: usize| Box::new(
         primepool::ThreadPoolExecutor::new(workers).unwrap()
     ));
-}
-
-fn current_thread_name() -> Option<String> {
-    std::thread::current().name().map(str::to_owned)
 }
 
 #[test]
@@ -82,33 +75,16 @@ fn concurrent_work_starts_threads_up_to_max_workers_and_no_more() {
 
 #[test]
 fn threads_are_named_with_the_prefix_and_their_index() {
-    let pool = ThreadPoolExecutor::new(1).unwrap();
-    let name = pool.submit_closure(current_thread_name).unwrap().join();
-    assert_eq!(name, Ok(Some(format!("{DEFAULT_THREAD_NAME_PREFIX}_0"))));
-
-    let pool = ThreadPoolExecutor::builder()
+    let named = ThreadPoolExecutor::builder()
         .max_workers(2)
         .thread_name_prefix("crawler")
         .build()
         .unwrap();
-    let both_running = Arc::new(AtomicUsize::new(0));
-    let names: HashSet<_> = (0..2)
-        .map(|_| {
-            let both_running = Arc::clone(&both_running);
-            pool.submit_closure(move || {
-                both_running.fetch_add(1, Ordering::SeqCst);
-                eventually(|| both_running.load(Ordering::SeqCst) == 2);
-                current_thread_name()
-            })
-            .unwrap()
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|f| f.join().unwrap().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        HashSet::from(["crawler_0".into(), "crawler_1".into()])
+    thread_support::threads_are_named(
+        &ThreadPoolExecutor::new(1).unwrap(),
+        DEFAULT_THREAD_NAME_PREFIX,
+        &named,
+        "crawler",
     );
 }
 
@@ -214,23 +190,7 @@ fn a_panicking_initializer_breaks_the_pool_and_reports_the_panic() {
 #[test]
 fn a_panic_fails_only_its_future_and_the_worker_keeps_working() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let panicked = pool
-        .submit_closure(|| -> u32 { panic!("index {} out of range", 9) })
-        .unwrap();
-    match panicked.result(LONG) {
-        Err(Error::Panicked(p)) => {
-            assert_eq!(p.message, "index 9 out of range");
-            assert!(
-                p.location
-                    .as_deref()
-                    .is_some_and(|at| at.contains("threads.rs")),
-                "{p}"
-            );
-        }
-        other => panic!("expected a panic error, got {other:?}"),
-    }
-    let after = pool.submit_closure(current_thread_name).unwrap().join();
-    assert_eq!(after, Ok(Some(format!("{DEFAULT_THREAD_NAME_PREFIX}_0"))));
+    thread_support::a_panic_fails_only_its_future(&pool, DEFAULT_THREAD_NAME_PREFIX);
     assert_eq!(
         pool.threads_started(),
         1,
@@ -264,62 +224,20 @@ fn closures_can_capture_owned_and_shared_state() {
 }
 
 #[test]
-fn submit_closure_after_shutdown_fails() {
-    let pool = ThreadPoolExecutor::new(2).unwrap();
-    pool.shutdown(false, false);
-    assert_eq!(pool.submit_closure(|| 1).unwrap_err(), Error::ShutDown);
-}
-
-#[test]
 fn cancel_futures_cancels_every_queued_task_and_lets_the_running_one_finish() {
-    let pool = ThreadPoolExecutor::new(1).unwrap();
-    let (release, gate) = mpsc::channel::<()>();
-    let running = pool.submit_closure(move || gate.recv().is_ok()).unwrap();
-    assert!(eventually(|| running.running()));
-    let queued: Vec<_> = (0..10).map(|_| pool.submit(spin_us, 1).unwrap()).collect();
-    let mapped = pool.map(spin_us, [1, 2, 3]).unwrap();
-    pool.shutdown(false, true);
-    release.send(()).unwrap();
-    for f in &queued {
-        assert_eq!(f.result(LONG), Err(Error::Cancelled));
-    }
-    assert_eq!(mapped.collect::<Vec<_>>(), vec![Err(Error::Cancelled); 3]);
-    assert_eq!(running.result(LONG), Ok(true));
+    thread_support::cancel_futures_cancels_what_is_queued(&ThreadPoolExecutor::new(1).unwrap());
 }
 
 #[test]
-fn dropping_the_pool_waits_for_submitted_work() {
-    let finished = Arc::new(AtomicUsize::new(0));
-    let pool = ThreadPoolExecutor::new(2).unwrap();
-    for _ in 0..6 {
-        let finished = Arc::clone(&finished);
-        pool.submit_closure(move || {
-            std::thread::sleep(Duration::from_millis(10));
-            finished.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap();
-    }
-    pool.shutdown(false, false);
-    drop(pool);
-    assert_eq!(finished.load(Ordering::SeqCst), 6);
+fn shutdown_refuses_closures_and_dropping_the_pool_waits_for_submitted_work() {
+    thread_support::dropping_the_pool_waits_for_submitted_work(ThreadPoolExecutor::new(2).unwrap());
 }
 
 #[test]
 fn a_task_may_drop_the_last_handle_to_its_own_pool_without_deadlock() {
-    let pool = Arc::new(ThreadPoolExecutor::new(2).unwrap());
-    let (go, wait_for_go) = mpsc::channel::<()>();
-    let handle = Arc::clone(&pool);
-    let done = pool
-        .submit_closure(move || {
-            wait_for_go.recv().unwrap();
-            handle.shutdown(true, false);
-            drop(handle); // The last handle: Drop joins every worker but this one.
-            true
-        })
-        .unwrap();
-    drop(pool);
-    go.send(()).unwrap();
-    assert_eq!(done.result(LONG), Ok(true));
+    thread_support::a_task_may_drop_the_last_handle_to_its_own_pool(
+        ThreadPoolExecutor::new(2).unwrap(),
+    );
 }
 
 #[test]

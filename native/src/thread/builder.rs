@@ -24,7 +24,7 @@ pub fn default_max_workers() -> usize {
 /// (`max_workers`, `thread_name_prefix`, `initializer`).
 ///
 /// ```
-/// use primepool::ThreadPoolExecutor;
+/// use primepool::{InProcessExecutor, ThreadPoolExecutor};
 ///
 /// let pool = ThreadPoolExecutor::builder()
 ///     .max_workers(2)

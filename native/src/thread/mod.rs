@@ -15,7 +15,7 @@ mod worker;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::{Error, Executor, Future, Job, Promise};
+use crate::{Error, Executor, InProcessExecutor, Job};
 
 pub use builder::{default_max_workers, ThreadPoolBuilder, DEFAULT_THREAD_NAME_PREFIX};
 use registry::Registry;
@@ -25,7 +25,7 @@ use registry::Registry;
 ///
 /// Besides the shippable `fn` items that [`ExecutorExt::submit`](crate::ExecutorExt::submit)
 /// takes, a thread pool can run capturing closures: see
-/// [`submit_closure`](ThreadPoolExecutor::submit_closure).
+/// [`InProcessExecutor::submit_closure`](crate::InProcessExecutor::submit_closure).
 ///
 /// ```
 /// use primepool::{ExecutorExt, ThreadPoolExecutor, workload::seed_count_prime};
@@ -74,33 +74,15 @@ impl ThreadPoolExecutor {
         })
     }
 
-    /// Schedules a closure, which may capture and borrow nothing shorter-lived than
-    /// `'static`, and returns its future. Unlike `submit`, the task need not be a plain `fn`,
-    /// because a thread pool never ships it out of the process.
-    ///
-    /// ```
-    /// use primepool::ThreadPoolExecutor;
-    ///
-    /// let pool = ThreadPoolExecutor::new(2).unwrap();
-    /// let words = vec!["con", "current"];
-    /// let joined = pool.submit_closure(move || words.concat()).unwrap();
-    /// assert_eq!(joined.join().unwrap(), "concurrent");
-    /// ```
-    pub fn submit_closure<R: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> R + Send + 'static,
-    ) -> Result<Future<R>, Error> {
-        let (promise, future) = Promise::new();
-        self.execute(Job::closure(f, promise))?;
-        Ok(future)
-    }
-
     /// How many threads the pool has started so far: threads start only when work finds no
     /// idle worker, so this shows whether the pool stayed as small as its load.
     pub fn threads_started(&self) -> usize {
         self.registry.threads_started()
     }
 }
+
+/// Capturing closures run on the pool's threads, in this process.
+impl InProcessExecutor for ThreadPoolExecutor {}
 
 impl Executor for ThreadPoolExecutor {
     fn name(&self) -> &'static str {

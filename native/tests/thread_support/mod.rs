@@ -1,13 +1,23 @@
-//! Checks shared by the thread-pool and rayon test files: races that must resolve every future
-//! exactly once, whatever the interleaving.
+//! Checks shared by the thread-pool and rayon test files: what every in-process pool does with
+//! closures, panics, names and shutdown, and races that must resolve every future exactly once,
+//! whatever the interleaving.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use primepool::{Error, Executor, ExecutorExt, Future, MapOptions};
+use primepool::{Error, Executor, ExecutorExt, Future, InProcessExecutor, MapOptions};
+
+/// A generous bound for results that should come at once.
+pub const LONG: Option<Duration> = Some(Duration::from_secs(30));
+
+/// The name of the thread running the caller.
+pub fn current_thread_name() -> Option<String> {
+    std::thread::current().name().map(str::to_owned)
+}
 
 /// Busy-waits about `us` microseconds: a task short enough to race with cancellation.
 pub fn spin_us(us: u64) -> u64 {
@@ -178,4 +188,113 @@ pub fn submit_races_shutdown(make: &dyn Fn() -> Box<dyn Executor>, iterations: u
             );
         }
     }
+}
+
+/// A one-worker pool's thread is `<default_prefix>_0`; the two threads of `named`, a
+/// two-worker pool built with `prefix`, are `<prefix>_0` and `<prefix>_1` (both tasks wait
+/// until both run, so they cannot share a thread).
+pub fn threads_are_named(
+    single: &impl InProcessExecutor,
+    default_prefix: &str,
+    named: &impl InProcessExecutor,
+    prefix: &str,
+) {
+    let name = single.submit_closure(current_thread_name).unwrap().join();
+    assert_eq!(name, Ok(Some(format!("{default_prefix}_0"))));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let names: HashSet<_> = (0..2)
+        .map(|_| {
+            let arrived = Arc::clone(&arrived);
+            named
+                .submit_closure(move || {
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    eventually(|| arrived.load(Ordering::SeqCst) == 2);
+                    current_thread_name()
+                })
+                .unwrap()
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|f| f.join().unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        HashSet::from([format!("{prefix}_0"), format!("{prefix}_1")])
+    );
+}
+
+/// On a one-worker pool, a panicking closure fails its own future with the message and the
+/// panic's location (this file), and the same thread (`<default_prefix>_0`) runs the next task.
+pub fn a_panic_fails_only_its_future(pool: &impl InProcessExecutor, default_prefix: &str) {
+    let panicked = pool
+        .submit_closure(|| -> u32 { panic!("index {} out of range", 9) })
+        .unwrap();
+    match panicked.result(LONG) {
+        Err(Error::Panicked(p)) => {
+            assert_eq!(p.message, "index 9 out of range");
+            assert!(
+                p.location
+                    .as_deref()
+                    .is_some_and(|at| at.contains("thread_support")),
+                "{p}"
+            );
+        }
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+    let after = pool.submit_closure(current_thread_name).unwrap().join();
+    assert_eq!(after, Ok(Some(format!("{default_prefix}_0"))));
+}
+
+/// On a one-worker pool busy with a task, `shutdown(cancel_futures)` cancels every queued
+/// `submit` and `map` chunk, and the running task finishes.
+pub fn cancel_futures_cancels_what_is_queued(pool: &impl InProcessExecutor) {
+    let (release, gate) = mpsc::channel::<()>();
+    let running = pool.submit_closure(move || gate.recv().is_ok()).unwrap();
+    assert!(eventually(|| running.running()));
+    let queued: Vec<_> = (0..10).map(|_| pool.submit(spin_us, 1).unwrap()).collect();
+    let mapped = pool.map(spin_us, [1, 2, 3]).unwrap();
+    pool.shutdown(false, true);
+    release.send(()).unwrap();
+    for f in &queued {
+        assert_eq!(f.result(LONG), Err(Error::Cancelled));
+    }
+    assert_eq!(mapped.collect::<Vec<_>>(), vec![Err(Error::Cancelled); 3]);
+    assert_eq!(running.result(LONG), Ok(true));
+}
+
+/// `shutdown(wait = false)` returns at once and refuses new closures; dropping the pool then
+/// waits for the six submitted tasks.
+pub fn dropping_the_pool_waits_for_submitted_work(pool: impl InProcessExecutor) {
+    let finished = Arc::new(AtomicUsize::new(0));
+    for _ in 0..6 {
+        let finished = Arc::clone(&finished);
+        pool.submit_closure(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            finished.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    pool.shutdown(false, false);
+    assert_eq!(pool.submit_closure(|| 1).unwrap_err(), Error::ShutDown);
+    drop(pool);
+    assert_eq!(finished.load(Ordering::SeqCst), 6);
+}
+
+/// A task that holds the last handle to its own pool and drops it (after `shutdown(wait)`)
+/// does not deadlock: the pool does not wait for the thread dropping it.
+pub fn a_task_may_drop_the_last_handle_to_its_own_pool<E: InProcessExecutor + 'static>(pool: E) {
+    let pool = Arc::new(pool);
+    let (go, wait_for_go) = mpsc::channel::<()>();
+    let handle = Arc::clone(&pool);
+    let done = pool
+        .submit_closure(move || {
+            wait_for_go.recv().unwrap();
+            handle.shutdown(true, false);
+            drop(handle); // The last handle: Drop joins every worker but this one.
+            true
+        })
+        .unwrap();
+    drop(pool);
+    go.send(()).unwrap();
+    assert_eq!(done.result(LONG), Ok(true));
 }
