@@ -126,7 +126,10 @@ fn stress(name: &str, pool: Box<dyn Executor>) -> Tally {
                         let futures: Vec<_> = batch.iter().map(|t| t.future.clone()).collect();
                         let waited = wait(&futures[..10], Some(BOUND), ReturnWhen::FirstCompleted)
                             .expect("wait");
-                        assert!(!waited.done.is_empty() || started.elapsed() < BOUND);
+                        assert!(
+                            !waited.done.is_empty(),
+                            "{BOUND:?} passed with none of 10 done"
+                        );
                         tracked.lock().unwrap().append(&mut batch);
                     }
                 }
