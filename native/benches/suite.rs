@@ -18,8 +18,8 @@
 //!   `Vec<u8>`, which serde encodes one element at a time;
 //! - `noop_map_200000_with_pool/processes/*`: a whole process pool's life (creation, 200,000
 //!   no-ops, shutdown), as `map` at the automatic chunk size and, for comparison, as one
-//!   `submit` per chunk carrying a `Vec` of inputs: the same messages with one future per
-//!   chunk instead of one per item, which is where the time of `map` goes.
+//!   `submit` per chunk carrying a `Vec` of inputs, by hand: the same messages and one future
+//!   per chunk either way, so the difference is what `map` itself adds.
 //!
 //! `rayon/...` entries are rayon itself on a 2-thread pool: `spawn` round trip and batch,
 //! `par_iter` over the no-ops and over the seed workload, pool build to first result.

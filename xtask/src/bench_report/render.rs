@@ -341,8 +341,8 @@ fn comparison_rows(figures: &Figures) -> Vec<Row> {
             primepool: crit("noop_map_200000_with_pool/processes/vec_per_chunk"),
             cpython: cpy(figures, |c| Some(&c.map_noop_200000_chunksize_500)),
             rayon: None,
-            note: "the same chunks with one future each: what `map` costs without a future \
-                   per item (criterion)"
+            note: "the same chunks sent by hand, one future each: the difference is what `map` \
+                   itself adds (criterion)"
                 .into(),
         },
         Row {
