@@ -25,7 +25,7 @@ use registry::Registry;
 ///
 /// Besides the shippable `fn` items that [`ExecutorExt::submit`](crate::ExecutorExt::submit)
 /// takes, a thread pool can run capturing closures: see
-/// [`InProcessExecutor::submit_closure`](crate::InProcessExecutor::submit_closure).
+/// [`InProcessExecutor::submit_closure`].
 ///
 /// ```
 /// use primepool::{ExecutorExt, ThreadPoolExecutor, workload::seed_count_prime};
