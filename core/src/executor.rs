@@ -39,19 +39,49 @@ pub trait Executor: Send + Sync {
     /// Calling it again is harmless.
     fn shutdown(&self, wait: bool, cancel_futures: bool);
 
-    /// The chunk size `map` uses when none is given, for `items` inputs. The default gives
-    /// each worker about sixteen chunks ([`balanced_chunksize`] over `4 * max_workers`): few
-    /// enough that per-chunk overhead vanishes on a large `map`, enough that a worker which
-    /// finishes early finds more work. Python's default of 1 is the known trap this avoids.
-    /// `map` then evens the chunks out and makes their number a multiple of the worker count.
-    fn auto_chunksize(&self, items: usize) -> usize {
-        balanced_chunksize(items, self.max_workers().saturating_mul(4))
+    /// The chunk sizes `map` uses for `items` inputs when no chunk size is given, in input
+    /// order. The default is [`factoring_chunks`] over `max_workers`: large chunks first, for
+    /// few messages, then smaller and smaller ones, so the workers finish together. Python's
+    /// default of one input per message is the known trap this avoids.
+    fn auto_chunks(&self, items: usize) -> Vec<usize> {
+        factoring_chunks(items, self.max_workers())
     }
 }
 
-/// A chunk size that gives each worker about four chunks: few enough messages to keep a
-/// process or Web Worker pool's overhead low, enough to balance uneven tasks. Backends whose
-/// per-task cost is high return this from [`Executor::auto_chunksize`].
+/// The chunk schedule of *factoring* (Hummel, Schonberg and Flynn, 1992), the automatic one:
+/// chunks come in rounds of one per worker, and each round hands out half of what is left, in
+/// equal chunks. The first chunks are large, so a `map` costs few messages (about two per
+/// worker for each halving: 12 chunks for 100 inputs on 2 workers, 38 for a million); the last
+/// ones hold one input each, so a worker that falls behind (a slower task, a busier core)
+/// is made up for by the others, and every worker finishes within about one input's time.
+///
+/// ```
+/// use primepool_core::executor::factoring_chunks;
+///
+/// assert_eq!(factoring_chunks(100, 2), [25, 25, 13, 13, 6, 6, 3, 3, 2, 2, 1, 1]);
+/// assert_eq!(factoring_chunks(3, 8), [1, 1, 1]);
+/// assert!(factoring_chunks(0, 2).is_empty());
+/// ```
+pub fn factoring_chunks(items: usize, workers: usize) -> Vec<usize> {
+    let workers = workers.max(1);
+    let mut sizes = Vec::new();
+    let mut left = items;
+    while left > 0 {
+        let size = left.div_ceil(workers.saturating_mul(2)).max(1);
+        for _ in 0..workers {
+            let take = size.min(left);
+            if take == 0 {
+                break;
+            }
+            sizes.push(take);
+            left -= take;
+        }
+    }
+    sizes
+}
+
+/// A chunk size that gives each worker about four chunks. The Web Worker benchmark sizes its
+/// messages with it.
 ///
 /// ```
 /// assert_eq!(primepool_core::executor::balanced_chunksize(100, 2), 13);
@@ -61,14 +91,12 @@ pub fn balanced_chunksize(items: usize, workers: usize) -> usize {
     items.div_ceil(workers.max(1).saturating_mul(4)).max(1)
 }
 
-/// The sizes of `map`'s chunks for `total` inputs. A chunk size asked for is used as it is
-/// (the last chunk takes the rest). The automatic one (`auto()` gives the executor's chunk size
-/// and worker count) is turned into near-equal chunks, as many as it implies rounded up to a
-/// multiple of the worker count, so that no worker is left running the last chunk alone.
+/// The sizes of `map`'s chunks for `total` inputs: a chunk size asked for is used as it is
+/// (the last chunk takes the rest); without one, the executor's automatic schedule.
 fn chunk_sizes(
     total: usize,
     asked: Option<usize>,
-    auto: impl FnOnce() -> (usize, usize),
+    auto: impl FnOnce() -> Vec<usize>,
 ) -> Vec<usize> {
     if let Some(size) = asked {
         let size = size.max(1);
@@ -82,24 +110,14 @@ fn chunk_sizes(
     if total == 0 {
         return Vec::new();
     }
-    let (size, workers) = auto();
-    let pieces = total.div_ceil(size.max(1));
-    let pieces = if pieces > 1 {
-        pieces
-            .checked_next_multiple_of(workers.max(1))
-            .map_or(total, |p| p.min(total))
-    } else {
-        pieces
-    };
-    let (base, extra) = (total / pieces, total % pieces);
-    (0..pieces).map(|i| base + usize::from(i < extra)).collect()
+    auto()
 }
 
 /// Options for [`ExecutorExt::map_with`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MapOptions {
     /// Inputs per job (one message each on process and Web Worker pools). `None`: the
-    /// executor's [`auto_chunksize`](Executor::auto_chunksize). Zero is an error.
+    /// executor's [`auto_chunks`](Executor::auto_chunks). Zero is an error.
     pub chunksize: Option<usize>,
     /// How long the whole map may take, counted from the `map` call, as in Python.
     pub timeout: Option<Duration>,
@@ -164,9 +182,12 @@ pub trait ExecutorExt: Executor {
             .and_then(|t| web_time::Instant::now().checked_add(t));
         let inputs: Vec<A> = inputs.into_iter().collect();
         let total = inputs.len();
-        let sizes = chunk_sizes(total, options.chunksize, || {
-            (self.auto_chunksize(total), self.max_workers())
-        });
+        let sizes = chunk_sizes(total, options.chunksize, || self.auto_chunks(total));
+        debug_assert_eq!(
+            sizes.iter().sum::<usize>(),
+            total,
+            "chunks cover the inputs"
+        );
         let mut chunks = VecDeque::with_capacity(sizes.len());
         let mut jobs = Vec::with_capacity(sizes.len());
         let mut inputs = inputs.into_iter();
@@ -329,7 +350,7 @@ impl<R> Drop for Map<R> {
 
 #[cfg(test)]
 mod tests {
-    use super::chunk_sizes;
+    use super::{chunk_sizes, factoring_chunks, Executor};
 
     #[test]
     fn an_asked_chunk_size_is_kept_and_the_last_chunk_takes_the_rest() {
@@ -342,24 +363,37 @@ mod tests {
     }
 
     #[test]
-    fn automatic_chunks_are_even_and_a_multiple_of_the_worker_count() {
-        // 100 inputs at about 4 a chunk on 2 workers: 26 chunks of 3 or 4, not 25 of 4.
-        let sizes = chunk_sizes(100, None, || (4, 2));
-        assert_eq!(sizes.len(), 26);
-        assert_eq!(sizes.iter().sum::<usize>(), 100);
-        assert!(sizes.iter().all(|&s| s == 3 || s == 4));
+    fn automatic_chunks_halve_what_is_left_each_round_down_to_one_input() {
+        for workers in [1, 2, 3, 8, 64] {
+            for items in [0, 1, 2, 7, 100, 1_000, 200_000] {
+                let sizes = chunk_sizes(items, None, || factoring_chunks(items, workers));
+                assert_eq!(sizes.iter().sum::<usize>(), items, "{items} on {workers}");
+                assert!(sizes.iter().all(|&s| s > 0), "never an empty chunk");
+                assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "never growing");
+                // The first round hands out half the inputs (rounded up per chunk).
+                let first: usize = sizes.iter().take(workers).sum();
+                assert!(first >= items / 2 || items < 2 * workers, "{sizes:?}");
+                // The last round's chunks are single inputs, so workers end together.
+                if items >= workers {
+                    assert_eq!(sizes.last(), Some(&1), "{items} on {workers}");
+                }
+                // Few messages: about two chunks per worker and halving.
+                let bound = 2 * workers * (usize::BITS - items.leading_zeros()) as usize + workers;
+                assert!(sizes.len() <= bound, "{} > {bound}", sizes.len());
+            }
+        }
         assert_eq!(
-            chunk_sizes(3, None, || (1, 8)),
-            [1, 1, 1],
-            "never an empty chunk"
+            factoring_chunks(10, 0),
+            factoring_chunks(10, 1),
+            "no worker: one"
         );
-        assert_eq!(chunk_sizes(5, None, || (5, 1)), [5]);
-        assert_eq!(chunk_sizes(0, None, || (1, 2)), Vec::<usize>::new());
-        assert_eq!(chunk_sizes(7, None, || (usize::MAX, usize::MAX)), [7]);
-        assert_eq!(
-            chunk_sizes(3, None, || (1, usize::MAX - 1)).len(),
-            3,
-            "no overflow"
-        );
+        assert_eq!(factoring_chunks(7, usize::MAX), [1; 7], "no overflow");
+    }
+
+    #[test]
+    fn a_serial_map_is_one_chunk() {
+        let serial = crate::SerialExecutor::new();
+        assert_eq!(serial.auto_chunks(100), [100]);
+        assert!(serial.auto_chunks(0).is_empty());
     }
 }

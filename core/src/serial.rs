@@ -38,8 +38,13 @@ impl Executor for SerialExecutor {
     }
 
     /// One chunk: every call runs inline anyway, so splitting buys nothing.
-    fn auto_chunksize(&self, items: usize) -> usize {
-        items.max(1)
+    /// One chunk: there is no one to balance with, and nothing to gain from splitting.
+    fn auto_chunks(&self, items: usize) -> Vec<usize> {
+        if items == 0 {
+            Vec::new()
+        } else {
+            vec![items]
+        }
     }
 
     fn shutdown(&self, _wait: bool, _cancel_futures: bool) {

@@ -10,14 +10,14 @@
 //! - `noop_submit_1000/<backend>`: 1,000 no-op `submit`s, then every result: the per-task cost
 //!   with many tasks in flight (criterion reports elements per second);
 //! - `noop_map_10000/<backend>/chunksize_1` and `/auto`: one `map` of 10,000 no-ops on a warm
-//!   pool, one task per job and at the automatic chunk size;
+//!   pool, one task per job and in the automatic chunks;
 //! - `seed_9900_9999/<backend>`: the source document's timing: pool creation, the whole map of
 //!   the seed workload and shutdown;
 //! - `payload_1mib_round_trip/<backend>`: 1 MiB of bytes (`serde_bytes::ByteBuf`, the
 //!   counterpart of Python's `bytes`) to a worker and back; `processes_vec_u8` sends a plain
 //!   `Vec<u8>`, which serde encodes one element at a time;
 //! - `noop_map_200000_with_pool/processes/*`: a whole process pool's life (creation, 200,000
-//!   no-ops, shutdown), as `map` at the automatic chunk size and, for comparison, as one
+//!   no-ops, shutdown), as `map` in the automatic chunks and, for comparison, as one
 //!   `submit` per chunk carrying a `Vec` of inputs, by hand: the same messages and one future
 //!   per chunk either way, so the difference is what `map` itself adds.
 //!
@@ -340,11 +340,14 @@ fn map_with_pool(c: &mut Criterion) {
     group.bench_function("processes/vec_per_chunk", |b| {
         b.iter(|| {
             let pool = pool("processes");
-            let chunksize = pool.auto_chunksize(ITEMS as usize) as u32;
-            let futures: Vec<_> = (0..ITEMS)
-                .step_by(chunksize as usize)
-                .map(|start| {
-                    let chunk = (start..(start + chunksize).min(ITEMS)).collect();
+            let mut start = 0;
+            let futures: Vec<_> = pool
+                .auto_chunks(ITEMS as usize)
+                .into_iter()
+                .map(|size| {
+                    let end = start + size as u32;
+                    let chunk = (start..end).collect();
+                    start = end;
                     pool.submit(noop_chunk, chunk).unwrap()
                 })
                 .collect();

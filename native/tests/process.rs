@@ -262,10 +262,13 @@ fn the_default_worker_count_is_the_available_parallelism() {
 }
 
 #[test]
-fn the_automatic_chunk_size_makes_about_sixteen_chunks_per_worker() {
+fn the_automatic_chunks_are_the_factoring_schedule_over_the_workers() {
     let pool = support::pool(2);
-    assert_eq!(pool.auto_chunksize(100), 4);
-    assert_eq!(pool.auto_chunksize(200_000), 6250);
-    assert_eq!(pool.auto_chunksize(3), 1);
-    assert_eq!(pool.auto_chunksize(0), 1);
+    assert_eq!(
+        pool.auto_chunks(100),
+        [25, 25, 13, 13, 6, 6, 3, 3, 2, 2, 1, 1]
+    );
+    assert_eq!(pool.auto_chunks(200_000).len(), 34);
+    assert_eq!(pool.auto_chunks(3), [1, 1, 1]);
+    assert!(pool.auto_chunks(0).is_empty());
 }

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use primepool_core::executor::balanced_chunksize;
 use primepool_core::{blocking, Error, Executor, Job, TaskFn};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -292,10 +291,6 @@ impl Executor for WorkerPoolExecutor {
         // Replies arrive on this thread's event loop, so waiting here could never end: the
         // browser contract (see `blocking`) is to return and let the futures complete.
         with_pool(self.pool, |s| ((), s.shutdown(cancel_futures)));
-    }
-
-    fn auto_chunksize(&self, items: usize) -> usize {
-        balanced_chunksize(items, self.workers)
     }
 }
 

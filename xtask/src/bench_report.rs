@@ -131,7 +131,7 @@ pub struct Figures {
     pub seed: Vec<CliReport>,
     /// No-op `submit` runs, one per count of [`SUBMIT_COUNTS`].
     pub submit: Vec<CliReport>,
-    /// One no-op `map` of 200,000 items at the automatic chunk size.
+    /// One no-op `map` of 200,000 items in the automatic chunks.
     pub map_noop: CliReport,
     /// One no-op `submit` per pool: a pool's whole life to its first result.
     pub startup: CliReport,

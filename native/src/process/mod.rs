@@ -68,7 +68,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use primepool_core::executor::balanced_chunksize;
 use primepool_core::{Error, Executor, Job};
 
 pub use builder::ProcessPoolBuilder;
@@ -144,15 +143,6 @@ impl Executor for ProcessPoolExecutor {
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
         self.shared.shutdown(wait, cancel_futures);
-    }
-
-    /// About sixteen chunks per worker (`balanced_chunksize` over four times the workers).
-    /// Each chunk is one message each way, and with several in flight per worker their cost
-    /// is microseconds, so chunks can be small; workers take chunks as they free up, and
-    /// small chunks make them finish together (the tail is at most a sixteenth of a worker's
-    /// share) even when the machine is busy with other work.
-    fn auto_chunksize(&self, items: usize) -> usize {
-        balanced_chunksize(items, self.shared.config.max_workers.saturating_mul(4))
     }
 }
 

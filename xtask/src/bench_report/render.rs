@@ -200,7 +200,7 @@ pub fn targets(figures: &Figures) -> Vec<Target> {
     let pp_map = median(Some(&figures.map_noop), "processes");
     let cpy_map = cpy(figures, |c| Some(&c.map_noop_200000_chunksize_500));
     out.push(bound_target(
-        "no-op map, process pool, auto chunksize, 200,000 items vs CPython map(chunksize=500)",
+        "no-op map, process pool, automatic chunks, 200,000 items vs CPython map(chunksize=500)",
         ">= 10x",
         ratio(cpy_map, pp_map),
         10.0,
@@ -334,7 +334,7 @@ fn comparison_rows(figures: &Figures) -> Vec<Row> {
             primepool: median(Some(&figures.map_noop), "processes"),
             cpython: cpy(figures, |c| Some(&c.map_noop_200000_chunksize_500)),
             rayon: None,
-            note: "automatic chunksize vs CPython `chunksize=500`".into(),
+            note: "automatic chunks vs CPython `chunksize=500`".into(),
         },
         Row {
             figure: "same, one `submit` of a `Vec` per chunk".into(),
@@ -586,7 +586,7 @@ fn growth_with_tasks(md: &mut String, figures: &Figures) {
     let n = figures.map_noop.values.len() as f64;
     let _ = writeln!(
         md,
-        "\nOne no-op `map` of {} items at the automatic chunk size: serial {}, threads {}, \
+        "\nOne no-op `map` of {} items in the automatic chunks: serial {}, threads {}, \
          rayon {}, processes {}.\n",
         figures.map_noop.values.len(),
         cell(median(Some(&figures.map_noop), "serial"), n),
