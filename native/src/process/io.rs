@@ -358,8 +358,11 @@ impl Io {
                 .any(|(w, c)| w.accepts_work() && c.stream.is_some() && w.in_flight.is_empty());
         for (worker, conn) in state.workers.iter().zip(&self.conns) {
             if let Some(closed) = conn.closed_at {
-                // Waiting for it to exit: check often, it is usually a matter of microseconds.
-                soonest(now + Duration::from_millis(1).min(EXIT_GRACE));
+                // Waiting for it to exit, usually a matter of microseconds: `poll` watches for
+                // the exit where the system can say, else check often.
+                if conn.stream.is_some() || conn.child.exit_fd().is_none() {
+                    soonest(now + Duration::from_millis(1).min(EXIT_GRACE));
+                }
                 soonest(closed + EXIT_GRACE);
                 continue;
             }
@@ -410,7 +413,16 @@ impl Io {
             revents: 0,
         });
         let mut index = Vec::with_capacity(self.conns.len());
+        let mut exits = Vec::new();
         for (i, conn) in self.conns.iter().enumerate() {
+            if conn.stream.is_none() {
+                // Closed, waiting for its exit (reaped after the wait).
+                exits.extend(conn.child.exit_fd().map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }));
+            }
             if let Some(stream) = &conn.stream {
                 let mut events = libc::POLLIN;
                 if conn.pending() > 0 {
@@ -424,7 +436,10 @@ impl Io {
                 index.push(i);
             }
         }
+        let streams = fds.len();
+        fds.extend(exits);
         let ready = sys::poll(&mut fds, timeout).unwrap_or(0);
+        fds.truncate(streams);
         {
             let mut state = self.shared.lock();
             state.sleeping = false;

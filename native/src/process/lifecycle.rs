@@ -167,7 +167,33 @@ impl Io {
                 }
                 _ => false,
             });
-            if !self.conns.is_empty() {
+            if self.conns.is_empty() {
+                break;
+            }
+            // Sleep until a worker exits: on the descriptors that say so where the system has
+            // them (an exit takes a few hundred microseconds, which a timer would overshoot),
+            // else on a doubling timer.
+            let mut watch: Vec<libc::pollfd> = self
+                .conns
+                .iter()
+                .filter_map(|conn| conn.child.exit_fd())
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            if watch.len() == self.conns.len() {
+                let grace = self
+                    .conns
+                    .iter()
+                    .filter_map(|conn| conn.closed_at)
+                    .map(|at| (at + EXIT_GRACE).saturating_duration_since(now))
+                    .min()
+                    .unwrap_or(EXIT_GRACE)
+                    .max(Duration::from_millis(1));
+                let _ = sys::poll(&mut watch, Some(grace));
+            } else {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(5));
             }

@@ -14,7 +14,7 @@
 
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
@@ -130,12 +130,23 @@ fn c_string(s: &OsStr) -> io::Result<CString> {
 pub(crate) struct Process {
     pid: libc::pid_t,
     status: Option<ExitStatus>,
+    /// Readable once the process has ended (see [`sys::exit_watch`]).
+    exit_watch: Option<OwnedFd>,
 }
 
 impl Process {
     /// The process id.
     pub fn id(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// A descriptor that becomes readable when the process ends, while it is not reaped, where
+    /// the system offers one.
+    pub fn exit_fd(&self) -> Option<RawFd> {
+        match self.status {
+            Some(_) => None,
+            None => self.exit_watch.as_ref().map(AsRawFd::as_raw_fd),
+        }
     }
 
     /// The exit status, if the process has ended (reaping it).
@@ -163,6 +174,7 @@ impl Process {
         if r == self.pid {
             let status = ExitStatus::from_raw(raw);
             self.status = Some(status);
+            self.exit_watch = None;
             return Ok(Some(status));
         }
         if r == 0 {
@@ -176,6 +188,7 @@ impl Process {
             Some(libc::ECHILD) => {
                 let status = ExitStatus::from_raw(0);
                 self.status = Some(status);
+                self.exit_watch = None;
                 Ok(Some(status))
             }
             _ => Err(e),
@@ -283,7 +296,12 @@ pub(crate) fn spawn(
     drop(theirs);
     drop(null);
     ours.set_nonblocking(true)?;
-    Ok((Process { pid, status: None }, ours))
+    let process = Process {
+        pid,
+        status: None,
+        exit_watch: sys::exit_watch(pid),
+    };
+    Ok((process, ours))
 }
 
 /// The child's side of [`spawn`], between `fork` and `exec`: keeps the channel open across

@@ -2,7 +2,7 @@
 //! function: descriptor flags, `poll`, the parent-death signal, and naming how a process ended.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -70,6 +70,28 @@ pub(crate) fn is_socket(fd: RawFd) -> bool {
     // SAFETY: fstat returned 0, so it initialised the whole struct.
     let stat = unsafe { stat.assume_init() };
     stat.st_mode & libc::S_IFMT == libc::S_IFSOCK
+}
+
+/// A descriptor that becomes readable when child process `pid` ends, so the pool can sleep in
+/// `poll` until then instead of checking on a timer: a pidfd (Linux 5.3 and later, always
+/// close-on-exec). `None` on other systems or older kernels; callers then poll `waitpid`.
+pub(crate) fn exit_watch(pid: libc::pid_t) -> Option<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and a flags word and returns a new descriptor or -1;
+        // it touches no memory of ours.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if let Ok(fd) = RawFd::try_from(fd) {
+            if fd >= 0 {
+                // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
+                return Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pid;
+    None
 }
 
 /// Waits until one of `fds` is ready or `timeout` passes (`None`: forever). Returns the number
