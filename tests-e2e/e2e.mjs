@@ -117,6 +117,15 @@ try {
     }
     assert(report.outputs_agree, 'outputs_agree is false');
     assert(report.values.start === 9900 && report.values.end === 10000 && report.workers === 2, 'report fields');
+    // The browser's extra fields (flattened into the shared schema) survive the trip to JS and,
+    // for the machine, from JS into Rust and back.
+    const m = report.machine;
+    assert(m.os === 'browser' && m.cpus >= 1 && m.user_agent.length > 0 && m.cross_origin_isolated === true,
+      `machine ${JSON.stringify(m)}`);
+    for (const r of report.results) {
+      assert(typeof r.efficiency === 'number' && typeof r.cold_speedup_vs_serial === 'number'
+        && r.cold_s > 0, `${r.backend} browser fields`);
+    }
     const rows = await page.locator('#table tbody tr').count();
     assert(rows === 3, `${rows} table rows`);
     assert(await page.locator('#timeline svg rect').count() > 300, 'timeline drawn');

@@ -8,7 +8,8 @@
 //! - [`wait()`] and [`as_completed`] watch many futures at once.
 //! - [`TaskFn`] turns a plain `fn(A) -> R` into a call that can cross a process or Web Worker
 //!   boundary (the Rust counterpart of pickling a top-level function).
-//! - [`workload`] holds the CPU-bound functions the benchmark maps over.
+//! - [`workload`] holds the CPU-bound functions the benchmark maps over, and [`report`] the
+//!   schema of its JSON report, shared by the CLI, the web page and the tools that read it.
 //!
 //! ```
 //! use primepool_core::{ExecutorExt, SerialExecutor, workload::seed_count_prime};
@@ -36,6 +37,7 @@ pub mod executor;
 pub mod future;
 pub mod job;
 pub mod panic;
+pub mod report;
 pub mod serial;
 pub mod wait;
 pub mod workload;

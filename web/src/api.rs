@@ -36,17 +36,21 @@ export interface BackendRun {
   backend: string; workers: number; cold_s: number; startup_s: number | null; warm_s: number[];
   outputs: number[]; cold_tasks: TaskRecord[]; tasks: TaskRecord[];
 }
-export interface Machine { os: string; cpus: number; user_agent: string; cross_origin_isolated: boolean; }
-/** `primepool bench --json`'s fields, plus cold figures and per-task detail. */
+export interface Machine { cpus: number; os: string; user_agent: string; cross_origin_isolated: boolean; }
+/**
+ * `primepool bench --json`'s fields (primepool_core::report), plus cold figures and per-task
+ * detail after each result's `outputs`.
+ */
 export interface BenchReport {
   workload: string; mode: string; values: { start: number; end: number };
-  workers: number; repeat: number; machine: Machine; outputs_agree: boolean;
+  workers: number; repeat: number; machine: Machine;
   results: Array<{
     backend: string; workers: number; min_s: number; median_s: number; max_s: number;
-    speedup_vs_serial: number | null; efficiency: number | null;
-    cold_s: number; cold_speedup_vs_serial: number | null; startup_s: number | null;
-    outputs: number[]; tasks: TaskRecord[]; cold_tasks: TaskRecord[];
+    speedup_vs_serial: number | null; outputs: number[];
+    efficiency: number | null; cold_s: number; cold_speedup_vs_serial: number | null;
+    startup_s: number | null; tasks: TaskRecord[]; cold_tasks: TaskRecord[];
   }>;
+  outputs_agree: boolean;
 }
 "#;
 

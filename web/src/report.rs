@@ -1,6 +1,7 @@
 //! Turning timed runs into the benchmark report, with the field names of `primepool bench
 //! --json` so that browser and native results can be read by the same tools.
 
+use primepool_core::report::{self, speedup, Stats, Values};
 use serde::{Deserialize, Serialize};
 
 use crate::options::{Backend, Plan};
@@ -28,44 +29,24 @@ pub struct BackendRun {
     pub tasks: Vec<TaskRecord>,
 }
 
-/// The range that was mapped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Values {
-    /// First value.
-    pub start: u32,
-    /// One past the last value.
-    pub end: u64,
-}
-
-/// What the page knows about the machine it runs on.
+/// What the page adds to [`report::Machine`]'s `cpus` and `os` (`os` is always `"browser"`
+/// here, `cpus` is `navigator.hardwareConcurrency`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Machine {
-    /// Always `"browser"` here (the CLI reports the OS).
-    pub os: String,
-    /// `navigator.hardwareConcurrency`.
-    pub cpus: u32,
+pub struct BrowserMachine {
     /// `navigator.userAgent`.
     pub user_agent: String,
     /// Whether the page was cross-origin isolated (needed for rayon).
     pub cross_origin_isolated: bool,
 }
 
-/// One backend's line in the report.
+/// What the page knows about the machine it runs on.
+pub type Machine = report::Machine<BrowserMachine>;
+
+/// What the page adds to each [`report::BackendResult`]: the cold run and per-task timing (the
+/// shared `min_s`, `median_s`, `max_s` and `speedup_vs_serial` are of the warm runs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BackendResult {
-    /// Backend name.
-    pub backend: Backend,
-    /// Its workers.
-    pub workers: u32,
-    /// Fastest warm run, seconds.
-    pub min_s: f64,
-    /// Median warm run, seconds.
-    pub median_s: f64,
-    /// Slowest warm run, seconds.
-    pub max_s: f64,
-    /// Serial's median over this median (warm); `None` when serial did not run.
-    pub speedup_vs_serial: Option<f64>,
+pub struct BrowserResult {
     /// Speed-up per worker.
     pub efficiency: Option<f64>,
     /// The cold run (start-up included), seconds.
@@ -75,45 +56,18 @@ pub struct BackendResult {
     pub cold_speedup_vs_serial: Option<f64>,
     /// Pool start alone, where timed apart.
     pub startup_s: Option<f64>,
-    /// Outputs in input order.
-    pub outputs: Vec<u32>,
     /// Per-task timing and worker of the last warm run.
     pub tasks: Vec<TaskRecord>,
     /// Per-task timing and worker of the cold run.
     pub cold_tasks: Vec<TaskRecord>,
 }
 
-/// The benchmark's result: `primepool bench --json`'s fields, plus per-task detail.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchReport {
-    /// Workload name.
-    pub workload: String,
-    /// How tasks were handed over: `map`, as in the source document.
-    pub mode: String,
-    /// The range.
-    pub values: Values,
-    /// Workers asked for.
-    pub workers: u32,
-    /// Warm runs per backend.
-    pub repeat: u32,
-    /// The machine.
-    pub machine: Machine,
-    /// One entry per backend, in the order run.
-    pub results: Vec<BackendResult>,
-    /// True when every backend produced the same outputs.
-    pub outputs_agree: bool,
-}
+/// One backend's line in the report.
+pub type BackendResult = report::BackendResult<BrowserResult>;
 
-/// The median of `samples` (mean of the middle two for an even count); 0 for none.
-pub fn median(samples: &[f64]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
+/// The benchmark's result: `primepool bench --json`'s fields, plus cold figures and per-task
+/// detail.
+pub type BenchReport = report::Report<BrowserMachine, BrowserResult>;
 
 /// Rebases task times on `origin_ms` (the run's start), so a timeline starts at zero.
 pub fn rebase(tasks: &mut [TaskRecord], origin_ms: f64) {
@@ -128,29 +82,31 @@ pub fn summarize(plan: &Plan, runs: Vec<BackendRun>, machine: Machine) -> BenchR
     let serial = runs
         .iter()
         .find(|r| r.backend == Backend::Serial)
-        .map(|r| median(&r.warm_s))
-        .filter(|m| *m > 0.0);
+        .map(|r| Stats::of(&r.warm_s).median);
     let outputs_agree = runs.windows(2).all(|w| w[0].outputs == w[1].outputs);
     let results = runs
         .into_iter()
         .map(|run| {
-            let median_s = median(&run.warm_s);
-            let speedup = serial.filter(|_| median_s > 0.0).map(|s| s / median_s);
-            BackendResult {
-                backend: run.backend,
-                workers: run.workers,
-                min_s: run.warm_s.iter().copied().fold(f64::INFINITY, f64::min),
-                median_s,
-                max_s: run.warm_s.iter().copied().fold(0.0, f64::max),
-                speedup_vs_serial: speedup,
-                efficiency: speedup.map(|s| s / f64::from(run.workers.max(1))),
-                cold_s: run.cold_s,
-                cold_speedup_vs_serial: serial.filter(|_| run.cold_s > 0.0).map(|s| s / run.cold_s),
-                startup_s: run.startup_s,
+            let warm = Stats::of(&run.warm_s);
+            let mut result = BackendResult {
+                backend: run.backend.name().to_owned(),
+                workers: run.workers as usize,
+                min_s: warm.min,
+                median_s: warm.median,
+                max_s: warm.max,
+                speedup_vs_serial: serial.and_then(|s| speedup(s, warm.median)),
                 outputs: run.outputs,
-                tasks: run.tasks,
-                cold_tasks: run.cold_tasks,
-            }
+                extra: BrowserResult {
+                    efficiency: None,
+                    cold_s: run.cold_s,
+                    cold_speedup_vs_serial: serial.and_then(|s| speedup(s, run.cold_s)),
+                    startup_s: run.startup_s,
+                    tasks: run.tasks,
+                    cold_tasks: run.cold_tasks,
+                },
+            };
+            result.extra.efficiency = result.efficiency();
+            result
         })
         .collect();
     BenchReport {
@@ -160,8 +116,8 @@ pub fn summarize(plan: &Plan, runs: Vec<BackendRun>, machine: Machine) -> BenchR
             start: plan.start,
             end: plan.end,
         },
-        workers: plan.workers,
-        repeat: plan.repeat,
+        workers: plan.workers as usize,
+        repeat: plan.repeat as usize,
         machine,
         results,
         outputs_agree,
@@ -196,13 +152,6 @@ mod tests {
     }
 
     #[test]
-    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert_eq!(median(&[]), 0.0);
-    }
-
-    #[test]
     fn speedups_and_efficiency_are_relative_to_the_serial_warm_median() {
         let report = summarize(
             &plan(),
@@ -215,8 +164,8 @@ mod tests {
         let w = &report.results[1];
         assert_eq!((w.min_s, w.median_s, w.max_s), (0.04, 0.05, 0.06));
         assert!((w.speedup_vs_serial.unwrap() - 2.4).abs() < 1e-9);
-        assert!((w.efficiency.unwrap() - 1.2).abs() < 1e-9);
-        assert!((w.cold_speedup_vs_serial.unwrap() - 1.2).abs() < 1e-9);
+        assert!((w.extra.efficiency.unwrap() - 1.2).abs() < 1e-9);
+        assert!((w.extra.cold_speedup_vs_serial.unwrap() - 1.2).abs() < 1e-9);
         assert_eq!(report.results[0].speedup_vs_serial, Some(1.0));
         assert!(report.outputs_agree);
         assert_eq!(
@@ -260,8 +209,10 @@ mod tests {
             assert!(json.get(key).is_some(), "{key}");
         }
         assert_eq!(json["values"]["start"], 1);
-        let result = &json["results"][0];
-        for key in [
+        assert_eq!(json["results"][0]["backend"], "serial");
+        // Every result has the CLI's fields first, in the CLI's order, then the browser's.
+        let text = serde_json::to_string(&report.results[0]).unwrap();
+        let order = [
             "backend",
             "workers",
             "min_s",
@@ -269,10 +220,41 @@ mod tests {
             "max_s",
             "speedup_vs_serial",
             "outputs",
-        ] {
-            assert!(result.get(key).is_some(), "{key}");
-        }
-        assert_eq!(result["backend"], "serial");
+            "efficiency",
+            "cold_s",
+            "cold_speedup_vs_serial",
+            "startup_s",
+            "tasks",
+            "cold_tasks",
+        ];
+        let at: Vec<usize> = order
+            .iter()
+            .map(|key| text.find(&format!("\"{key}\":")).expect(key))
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn the_machine_reads_the_pages_object_and_defaults_what_is_missing() {
+        let machine: Machine = serde_json::from_str(
+            r#"{"os":"browser","cpus":8,"user_agent":"UA","cross_origin_isolated":true}"#,
+        )
+        .unwrap();
+        assert_eq!((machine.cpus, machine.os.as_str()), (8, "browser"));
+        assert_eq!(
+            machine.extra,
+            BrowserMachine {
+                user_agent: "UA".into(),
+                cross_origin_isolated: true
+            }
+        );
+        let json = serde_json::to_string(&machine).unwrap();
+        assert_eq!(
+            json,
+            r#"{"cpus":8,"os":"browser","user_agent":"UA","cross_origin_isolated":true}"#
+        );
+        let empty: Machine = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, Machine::default());
     }
 
     #[test]

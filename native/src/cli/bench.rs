@@ -1,5 +1,5 @@
 //! The benchmark runner: the source document's comparison, each timing covering what the
-//! document's covered (pool creation, all the work, and shutdown), plus the statistics.
+//! document's covered (pool creation, all the work, and shutdown), and the outputs check.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,38 +62,6 @@ pub struct Measured {
     pub outputs: Vec<u32>,
     /// The first repetition whose outputs differed from the first one's, if any.
     pub inconsistent_run: Option<usize>,
-}
-
-/// Min, median and max of a set of timings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stats {
-    /// The fastest run, in seconds.
-    pub min: f64,
-    /// The median run, in seconds (the mean of the middle two for an even count).
-    pub median: f64,
-    /// The slowest run, in seconds.
-    pub max: f64,
-}
-
-impl Stats {
-    /// The statistics of `times` (which must not be empty; the runner always records one).
-    pub fn of(times: &[Duration]) -> Stats {
-        let mut secs: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
-        secs.sort_by(f64::total_cmp);
-        let n = secs.len();
-        let median = if n == 0 {
-            0.0
-        } else if n % 2 == 1 {
-            secs[n / 2]
-        } else {
-            (secs[n / 2 - 1] + secs[n / 2]) / 2.0
-        };
-        Stats {
-            min: secs.first().copied().unwrap_or(0.0),
-            median,
-            max: secs.last().copied().unwrap_or(0.0),
-        }
-    }
 }
 
 /// Why a benchmark stopped early.
@@ -323,14 +291,6 @@ mod tests {
 
     fn secs(s: &[f64]) -> Vec<Duration> {
         s.iter().map(|&x| Duration::from_secs_f64(x)).collect()
-    }
-
-    #[test]
-    fn stats_take_the_middle_value_or_the_mean_of_the_middle_two() {
-        let odd = Stats::of(&secs(&[3.0, 1.0, 2.0]));
-        assert_eq!((odd.min, odd.median, odd.max), (1.0, 2.0, 3.0));
-        let even = Stats::of(&secs(&[4.0, 1.0, 2.0, 3.0]));
-        assert_eq!((even.min, even.median, even.max), (1.0, 2.5, 4.0));
     }
 
     #[test]

@@ -24,7 +24,6 @@ use primepool::workload::Workload;
 use args::{Backend, Mode, ValueRange, WorkloadArg};
 use bench::{BenchConfig, BenchError};
 use interrupt::{Interrupt, EXIT_INTERRUPTED};
-use report::Report;
 
 /// Exit status when a backend or a task failed.
 const EXIT_FAILED: u8 = 1;
@@ -192,7 +191,7 @@ fn bench_command(args: BenchArgs) -> ExitCode {
         }
     };
     let mismatches = bench::check_outputs(&config.values, &measured);
-    let report = Report::new(&config, &measured, &mismatches);
+    let report = report::build(&config, &measured, &mismatches);
     let mut stdout = std::io::stdout().lock();
     let written = if args.json {
         serde_json::to_string_pretty(&report)

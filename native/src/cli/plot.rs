@@ -8,7 +8,7 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::report::Report;
+use super::report::{times, Report};
 
 /// Draws one bar per backend (median seconds, shorter is faster) with a min-max whisker when
 /// there were repetitions, labelled with the speedup over serial, and writes it to `path`.
@@ -43,7 +43,7 @@ fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .x_label_area_size(36)
         .y_label_area_size(64)
         .build_cartesian_2d(Slots(n), 0.0..top)?;
-    let names: Vec<&str> = report.results.iter().map(|r| r.backend).collect();
+    let names: Vec<&str> = report.results.iter().map(|r| r.backend.as_str()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -73,7 +73,7 @@ fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .color(&BLACK);
     chart.draw_series(report.results.iter().enumerate().map(|(i, r)| {
         Text::new(
-            format!("{:.3} s, {:.2}x", r.median_s, r.speedup_vs_serial),
+            format!("{:.3} s, {}", r.median_s, times(r.speedup_vs_serial)),
             (i as f64 + 0.5, r.max_s + top * 0.02),
             label_style.clone(),
         )

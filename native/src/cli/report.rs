@@ -2,128 +2,70 @@
 //! as scripts read them (one JSON document whose field names other tools rely on).
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use serde::Serialize;
+use primepool::report::{speedup, BackendResult, Machine, Stats, Values};
 
-use super::bench::{BenchConfig, Measured, Mismatch, Stats};
+use super::bench::{BenchConfig, Measured, Mismatch};
 
-/// The JSON document of `primepool bench --json`. Field names and order are a contract with
-/// the web page and other tools: change them only together.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// `"seed"`, `"primes"` or `"noop"`.
-    pub workload: &'static str,
-    /// `"map"` or `"submit"`.
-    pub mode: &'static str,
-    /// The inputs, end exclusive.
-    pub values: Values,
-    /// Workers per pool, as asked for.
-    pub workers: usize,
-    /// Timings per backend.
-    pub repeat: usize,
-    /// Where it ran.
-    pub machine: Machine,
-    /// One entry per backend, serial first.
-    pub results: Vec<BackendResult>,
-    /// True when every backend produced serial's outputs in every repetition.
-    pub outputs_agree: bool,
-}
+/// The JSON document of `primepool bench --json`: [`primepool::report::Report`] with nothing
+/// added. Its field names and order are a contract with the web page and other tools, defined
+/// once in `primepool_core::report`.
+pub type Report = primepool::report::Report;
 
-/// The input range of a [`Report`].
-#[derive(Debug, Serialize)]
-pub struct Values {
-    /// The first input.
-    pub start: u32,
-    /// One past the last input.
-    pub end: u64,
-}
-
-/// The machine of a [`Report`].
-#[derive(Debug, Serialize)]
-pub struct Machine {
-    /// Logical CPUs available to this process.
-    pub cpus: usize,
-    /// The operating system (`linux`, `macos`, `windows`, ...).
-    pub os: &'static str,
-}
-
-/// One backend's line of a [`Report`].
-#[derive(Debug, Serialize)]
-pub struct BackendResult {
-    /// `"serial"`, `"threads"`, `"rayon"` or `"processes"`.
-    pub backend: &'static str,
-    /// Workers it used (1 for serial).
-    pub workers: usize,
-    /// Fastest run, seconds.
-    pub min_s: f64,
-    /// Median run, seconds.
-    pub median_s: f64,
-    /// Slowest run, seconds.
-    pub max_s: f64,
-    /// Serial's median divided by this backend's median.
-    pub speedup_vs_serial: f64,
-    /// One output per input, in input order.
-    pub outputs: Vec<u32>,
-}
-
-impl Report {
-    /// Assembles the report of a finished run.
-    pub fn new(config: &BenchConfig, measured: &[Measured], mismatches: &[Mismatch]) -> Report {
-        let serial_median = measured.first().map_or(0.0, |m| Stats::of(&m.times).median);
-        let results = measured
-            .iter()
-            .map(|m| {
-                let stats = Stats::of(&m.times);
-                BackendResult {
-                    backend: m.backend.name(),
-                    workers: m.workers,
-                    min_s: stats.min,
-                    median_s: stats.median,
-                    max_s: stats.max,
-                    speedup_vs_serial: ratio(serial_median, stats.median),
-                    outputs: m.outputs.clone(),
-                }
-            })
-            .collect();
-        Report {
-            workload: config.workload.name(),
-            mode: config.mode.name(),
-            values: Values {
-                start: config.values.start,
-                end: config.values.end,
-            },
-            workers: config.workers,
-            repeat: config.repeat,
-            machine: Machine::this(),
-            results,
-            outputs_agree: mismatches.is_empty(),
-        }
+/// Assembles the report of a finished run.
+pub fn build(config: &BenchConfig, measured: &[Measured], mismatches: &[Mismatch]) -> Report {
+    let stats = |m: &Measured| {
+        let seconds: Vec<f64> = m.times.iter().map(Duration::as_secs_f64).collect();
+        Stats::of(&seconds)
+    };
+    let serial_median = measured.first().map_or(0.0, |m| stats(m).median);
+    let results = measured
+        .iter()
+        .map(|m| {
+            let stats = stats(m);
+            BackendResult {
+                backend: m.backend.name().to_owned(),
+                workers: m.workers,
+                min_s: stats.min,
+                median_s: stats.median,
+                max_s: stats.max,
+                // The CLI always runs serial first, so there is always a figure; a time too
+                // short for the clock gives 0, as it always has in this document.
+                speedup_vs_serial: Some(speedup(serial_median, stats.median).unwrap_or(0.0)),
+                outputs: m.outputs.clone(),
+                extra: (),
+            }
+        })
+        .collect();
+    Report {
+        workload: config.workload.name().to_owned(),
+        mode: config.mode.name().to_owned(),
+        values: Values {
+            start: config.values.start,
+            end: config.values.end,
+        },
+        workers: config.workers,
+        repeat: config.repeat,
+        machine: this_machine(),
+        results,
+        outputs_agree: mismatches.is_empty(),
     }
 }
 
-impl Machine {
-    /// The machine this process runs on.
-    pub fn this() -> Machine {
-        Machine {
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            os: std::env::consts::OS,
-        }
-    }
-}
-
-/// `a / b`, or 0 when `b` is 0 (a run too fast for the clock), so JSON never holds infinity.
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 {
-        a / b
-    } else {
-        0.0
+/// The machine this process runs on.
+pub fn this_machine() -> Machine {
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        os: std::env::consts::OS.to_owned(),
+        extra: (),
     }
 }
 
 /// The human-readable report: a heading, the table, the bar chart and the outputs check.
 pub fn render_text(report: &Report, mismatches: &[Mismatch]) -> String {
     let mut out = String::new();
-    let n = report.values.end - u64::from(report.values.start);
+    let n = report.values.len();
     let _ = writeln!(
         out,
         "{} workload over {}..{} ({n} values), {} mode, {} workers, {} run(s) each; {} CPUs, {}",
@@ -193,9 +135,10 @@ pub fn render_table(report: &Report) -> String {
         );
     }
     for r in &report.results {
-        let efficiency = r.speedup_vs_serial / r.workers.max(1) as f64;
-        let speedup = format!("{:.2}x", r.speedup_vs_serial);
-        let efficiency = format!("{:.0}%", efficiency * 100.0);
+        let speedup = times(r.speedup_vs_serial);
+        let efficiency = r
+            .efficiency()
+            .map_or_else(|| "-".to_owned(), |e| format!("{:.0}%", e * 100.0));
         if with_spread {
             let _ = writeln!(
                 out,
@@ -236,62 +179,57 @@ pub fn render_bars(report: &Report, width: usize) -> String {
         let pad = width.saturating_sub(bar.chars().count());
         let _ = writeln!(
             out,
-            "{:<10} {bar}{:pad$} {:.4} s  {:.2}x",
-            r.backend, "", r.median_s, r.speedup_vs_serial
+            "{:<10} {bar}{:pad$} {:.4} s  {}",
+            r.backend,
+            "",
+            r.median_s,
+            times(r.speedup_vs_serial)
         );
     }
     out
 }
 
+/// A speed-up as `2.00x`, or `-` where there is none.
+pub fn times(speedup: Option<f64>) -> String {
+    speedup.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::args::{Backend, Mode};
+    use super::super::backend::effective_workers;
     use super::*;
+    use primepool::workload::Workload;
 
-    fn report(medians: &[(&'static str, f64)], repeat: usize) -> Report {
-        let serial = medians[0].1;
-        Report {
-            workload: "seed",
-            mode: "map",
-            values: Values {
-                start: 9900,
-                end: 10000,
-            },
-            workers: 2,
-            repeat,
-            machine: Machine {
-                cpus: 2,
-                os: "linux",
-            },
-            results: medians
-                .iter()
-                .map(|&(backend, median_s)| BackendResult {
-                    backend,
-                    workers: if backend == "serial" { 1 } else { 2 },
-                    min_s: median_s,
-                    median_s,
-                    max_s: median_s,
-                    speedup_vs_serial: ratio(serial, median_s),
-                    outputs: vec![],
-                })
-                .collect(),
-            outputs_agree: true,
-        }
+    /// The report of serial and, optionally, threads, each timed once at the given seconds.
+    fn report(medians: &[(Backend, f64)], repeat: usize) -> Report {
+        let measured: Vec<Measured> = medians
+            .iter()
+            .map(|&(backend, seconds)| measured(backend, effective_workers(backend, 2), seconds))
+            .collect();
+        build(&BenchConfig { repeat, ..config() }, &measured, &[])
     }
 
     #[test]
     fn the_table_shows_speedup_and_efficiency_per_worker() {
-        let table = render_table(&report(&[("serial", 0.2), ("threads", 0.1)], 1));
+        let table = render_table(&report(
+            &[(Backend::Serial, 0.2), (Backend::Threads, 0.1)],
+            1,
+        ));
         let threads = table.lines().find(|l| l.starts_with("threads")).unwrap();
         assert!(threads.contains("2.00x"), "{threads}");
         assert!(threads.contains("100%"), "{threads}");
         assert!(!table.contains("min s"));
-        let spread = render_table(&report(&[("serial", 0.2)], 3));
+        let spread = render_table(&report(&[(Backend::Serial, 0.2)], 3));
         assert!(spread.contains("min s") && spread.contains("max s"));
     }
 
     #[test]
     fn bars_are_proportional_to_the_median_time() {
-        let bars = render_bars(&report(&[("serial", 0.2), ("threads", 0.1)], 1), 40);
+        let bars = render_bars(
+            &report(&[(Backend::Serial, 0.2), (Backend::Threads, 0.1)], 1),
+            40,
+        );
         let count = |name: &str| {
             let line = bars.lines().find(|l| l.starts_with(name)).unwrap();
             line.chars().filter(|&c| c == '█').count()
@@ -300,33 +238,55 @@ mod tests {
         assert_eq!(count("threads"), 20);
     }
 
-    #[test]
-    fn json_field_names_follow_the_published_schema() {
-        let json = serde_json::to_value(report(&[("serial", 0.2)], 1)).unwrap();
-        let keys: Vec<&str> = json
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
-        for key in [
-            "workload",
-            "mode",
-            "values",
-            "workers",
-            "repeat",
-            "machine",
-            "results",
-            "outputs_agree",
-        ] {
-            assert!(keys.contains(&key), "missing {key} in {keys:?}");
+    fn measured(backend: Backend, workers: usize, seconds: f64) -> Measured {
+        Measured {
+            backend,
+            workers,
+            times: vec![Duration::from_secs_f64(seconds)],
+            outputs: vec![9_991],
+            inconsistent_run: None,
         }
-        assert_eq!(json["values"]["end"], 10000);
-        assert_eq!(json["results"][0]["speedup_vs_serial"], 1.0);
+    }
+
+    fn config() -> BenchConfig {
+        BenchConfig {
+            workload: Workload::Seed,
+            mode: Mode::Map,
+            values: "9999..10000".parse().unwrap(),
+            backends: vec![Backend::Serial, Backend::Threads],
+            workers: 2,
+            repeat: 1,
+            chunksize: None,
+        }
+    }
+
+    #[test]
+    fn json_field_names_and_order_follow_the_published_schema() {
+        let mut report = report(&[(Backend::Serial, 0.5), (Backend::Threads, 0.25)], 1);
+        report.machine = Machine {
+            cpus: 2,
+            os: "linux".into(),
+            extra: (),
+        };
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            concat!(
+                r#"{"workload":"seed","mode":"map","values":{"start":9999,"end":10000},"#,
+                r#""workers":2,"repeat":1,"machine":{"cpus":2,"os":"linux"},"results":["#,
+                r#"{"backend":"serial","workers":1,"min_s":0.5,"median_s":0.5,"max_s":0.5,"#,
+                r#""speedup_vs_serial":1.0,"outputs":[9991]},"#,
+                r#"{"backend":"threads","workers":2,"min_s":0.25,"median_s":0.25,"max_s":0.25,"#,
+                r#""speedup_vs_serial":2.0,"outputs":[9991]}],"outputs_agree":true}"#
+            )
+        );
     }
 
     #[test]
     fn a_zero_time_gives_a_zero_ratio_not_infinity() {
-        assert_eq!(ratio(1.0, 0.0), 0.0);
+        let report = report(&[(Backend::Serial, 0.0), (Backend::Threads, 0.0)], 1);
+        let json = serde_json::to_value(&report).unwrap();
+        for result in json["results"].as_array().unwrap() {
+            assert_eq!(result["speedup_vs_serial"], 0.0, "{result}");
+        }
     }
 }

@@ -4,64 +4,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use primepool_core::report::{speedup, Report};
 use serde::Deserialize;
 
-/// What this report reads of `primepool bench --json` (the CLI's published schema).
-#[derive(Debug, Clone, Deserialize)]
-pub struct CliReport {
-    /// The inputs, end exclusive.
-    pub values: Values,
-    /// Timings per backend.
-    pub repeat: usize,
-    /// One entry per backend, serial first.
-    pub results: Vec<CliResult>,
-    /// Every backend returned serial's outputs.
-    pub outputs_agree: bool,
-}
+/// `primepool bench --json`, read with the CLI's published schema (`primepool_core::report`).
+pub type CliReport = Report;
 
-/// The input range of a [`CliReport`].
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct Values {
-    /// The first input.
-    pub start: u64,
-    /// One past the last input.
-    pub end: u64,
-}
-
-impl Values {
-    /// How many inputs.
-    pub fn len(self) -> u64 {
-        self.end - self.start
-    }
-}
-
-/// One backend of a [`CliReport`]; times in seconds, pool creation and shutdown included.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CliResult {
-    /// `"serial"`, `"threads"`, `"rayon"` or `"processes"`.
-    pub backend: String,
-    /// Fastest run.
-    pub min_s: f64,
-    /// Median run.
-    pub median_s: f64,
-    /// Serial's median over this one's.
-    pub speedup_vs_serial: f64,
-}
-
-impl CliReport {
-    /// The entry of `backend`, if it ran.
-    pub fn backend(&self, backend: &str) -> Option<&CliResult> {
-        self.results.iter().find(|r| r.backend == backend)
-    }
-
-    /// Serial's fastest run over `backend`'s fastest: on a shared machine the fastest of
-    /// interleaved rounds is the one least disturbed by other work, so this ratio is the
-    /// stable one (the median ratio is shown beside it).
-    pub fn best_speedup(&self, backend: &str) -> Option<f64> {
-        let serial = self.backend("serial")?;
-        let other = self.backend(backend)?;
-        (other.min_s > 0.0).then(|| serial.min_s / other.min_s)
-    }
+/// Serial's fastest run over `backend`'s fastest: on a shared machine the fastest of
+/// interleaved rounds is the one least disturbed by other work, so this ratio is the stable one
+/// (the median ratio is shown beside it).
+pub fn best_speedup(report: &CliReport, backend: &str) -> Option<f64> {
+    let serial = report.result("serial")?;
+    let other = report.result(backend)?;
+    speedup(serial.min_s, other.min_s)
 }
 
 /// One timed CPython figure (the script also gives the fastest and slowest run).
@@ -245,8 +200,8 @@ mod tests {
                   "speedup_vs_serial":1.5,"outputs":[]}]}"#,
         )
         .unwrap();
-        assert_eq!(report.best_speedup("threads"), Some(2.0));
-        assert_eq!(report.best_speedup("rayon"), None);
+        assert_eq!(best_speedup(&report, "threads"), Some(2.0));
+        assert_eq!(best_speedup(&report, "rayon"), None);
         assert_eq!(report.values.len(), 100);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::data::{CliReport, Cpython, Timing};
+use super::data::{best_speedup, CliReport, Cpython, Timing};
 use super::Figures;
 
 /// One target of issue 7 with the figure measured for it.
@@ -77,11 +77,14 @@ fn opt_times(x: Option<f64>) -> String {
 }
 
 fn median(report: Option<&CliReport>, backend: &str) -> Option<f64> {
-    report?.backend(backend).map(|r| r.median_s)
+    report?.result(backend).map(|r| r.median_s)
 }
 
 fn seed_report(figures: &Figures, start: u64) -> Option<&CliReport> {
-    figures.seed.iter().find(|r| r.values.start == start)
+    figures
+        .seed
+        .iter()
+        .find(|r| u64::from(r.values.start) == start)
 }
 
 fn submit_report(figures: &Figures, tasks: u64) -> Option<&CliReport> {
@@ -128,10 +131,10 @@ pub fn targets(figures: &Figures) -> Vec<Target> {
     ] {
         let report = seed_report(figures, start);
         for (backend, floor) in floors {
-            let best = report.and_then(|r| r.best_speedup(backend));
+            let best = report.and_then(|r| best_speedup(r, backend));
             let median = report
-                .and_then(|r| r.backend(backend))
-                .map(|r| r.speedup_vs_serial);
+                .and_then(|r| r.result(backend))
+                .and_then(|r| r.speedup_vs_serial);
             let runs = report.map_or(0, |r| r.repeat);
             out.push(bound_target(
                 &format!(
@@ -516,8 +519,8 @@ fn growth_with_work(md: &mut String, figures: &Figures) {
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     let first_serial = median(figures.seed.first(), "serial");
     for report in &figures.seed {
-        let start = report.values.start;
-        let cell = |backend: &str| match (report.backend(backend), report.best_speedup(backend)) {
+        let start = u64::from(report.values.start);
+        let cell = |backend: &str| match (report.result(backend), best_speedup(report, backend)) {
             (Some(r), Some(s)) if backend != "serial" => {
                 format!("{} ({})", secs(r.median_s), times(s))
             }
@@ -622,25 +625,33 @@ mod tests {
     use super::super::data::CriterionFigures;
     use super::super::Machine;
     use super::*;
+    use primepool_core::report;
 
-    fn cli(start: u64, end: u64, medians: [f64; 4]) -> CliReport {
+    fn cli(start: u32, end: u64, medians: [f64; 4]) -> CliReport {
         let names = ["serial", "threads", "rayon", "processes"];
-        let results: Vec<String> = names
-            .iter()
-            .zip(medians)
-            .map(|(name, m)| {
-                format!(
-                    r#"{{"backend":"{name}","min_s":{m},"median_s":{m},"speedup_vs_serial":{}}}"#,
-                    medians[0] / m
-                )
-            })
-            .collect();
-        serde_json::from_str(&format!(
-            r#"{{"workload":"seed","mode":"map","values":{{"start":{start},"end":{end}}},
-                "repeat":3,"outputs_agree":true,"results":[{}]}}"#,
-            results.join(",")
-        ))
-        .unwrap()
+        CliReport {
+            workload: "seed".into(),
+            mode: "map".into(),
+            values: report::Values { start, end },
+            workers: 2,
+            repeat: 3,
+            machine: report::Machine::default(),
+            results: names
+                .iter()
+                .zip(medians)
+                .map(|(name, m)| report::BackendResult {
+                    backend: (*name).into(),
+                    workers: if *name == "serial" { 1 } else { 2 },
+                    min_s: m,
+                    median_s: m,
+                    max_s: m,
+                    speedup_vs_serial: report::speedup(medians[0], m),
+                    outputs: vec![],
+                    extra: (),
+                })
+                .collect(),
+            outputs_agree: true,
+        }
     }
 
     fn figures() -> Figures {
