@@ -154,7 +154,7 @@ pub trait ExecutorExt: Executor {
     /// non-capturing closure), so the call can be shipped to another process or Web Worker.
     fn submit<A: Value, R: Value>(&self, f: fn(A) -> R, arg: A) -> Result<Future<R>, Error> {
         let (promise, future) = Promise::new();
-        self.execute(Job::calls(f, vec![(arg, promise)]))?;
+        self.execute(Job::call(f, arg, promise))?;
         Ok(future)
     }
 

@@ -1,12 +1,12 @@
 //! [`Job`]: the type-erased unit of work that crosses the object-safe [`Executor`] trait.
 //!
-//! A job is a chunk of calls to one function: a single `submit` is one call with the
-//! [`Promise`] of its future; a `map` chunk is many calls with one promise for all their
-//! outcomes ([`Job::chunk`]), so a large `map` costs one shared state per chunk. Backends never
-//! see the argument
-//! and result types: they either run the job here ([`Job::run_local`]: threads, rayon, serial)
-//! or ship it ([`Job::start`], [`Job::task_fn`], [`Job::encode_args`], then
-//! [`Job::complete_encoded`] with the reply: processes, Web Workers).
+//! A job is work with exactly one [`Promise`]: a `submit` is one call to a function
+//! ([`Job::call`]); a `map` chunk is many calls to one function with one promise for all their
+//! outcomes ([`Job::chunk`]), so a large `map` costs one shared state per chunk; a closure
+//! ([`Job::closure`]) runs only in this process. Backends never see the argument and result
+//! types: they either run the job here ([`Job::run_local`]: threads, rayon, serial) or ship it
+//! ([`Job::start`], [`Job::task_fn`], [`Job::encode_args`], then [`Job::complete_encoded`] with
+//! the reply: processes, Web Workers).
 //!
 //! [`Executor`]: crate::Executor
 
@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::future::{Future, Promise};
 use crate::panic;
 
-/// A chunk of calls to one function, with the promises of their futures.
+/// Work with the promise of its future: one call, a chunk of calls, or a closure.
 pub struct Job {
     inner: Box<dyn Erased>,
 }
@@ -28,6 +28,7 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// What a [`Job`] does, with its types erased.
 trait Erased: Send {
     fn len(&self) -> usize;
     fn task_fn(&self) -> Option<TaskFn>;
@@ -38,6 +39,23 @@ trait Erased: Send {
     fn fail(self: Box<Self>, error: Error);
     fn cancel(self: Box<Self>);
     fn set_terminator(&self, stop: Arc<dyn Fn() -> bool + Send + Sync>);
+}
+
+/// The typed side of a job: what runs and how its result travels. Every job has one promise
+/// ([`WithPromise`]), so the promise handling is written once.
+trait Work: Send + 'static {
+    /// What the job's one future resolves to.
+    type Output: Send + 'static;
+    /// How many calls.
+    fn len(&self) -> usize;
+    /// The shippable function, if the work can leave this process.
+    fn task_fn(&self) -> Option<TaskFn>;
+    /// The arguments, encoded for [`TaskFn::invoke`].
+    fn encode_args(&self) -> Result<Vec<u8>, Error>;
+    /// Runs here; panics become [`Error::Panicked`].
+    fn run(self) -> Result<Self::Output, Error>;
+    /// Reads a worker's reply to [`encode_args`](Work::encode_args).
+    fn decode(&self, bytes: &[u8]) -> Result<Self::Output, Error>;
 }
 
 /// Decodes a worker's reply to `calls` calls (the output of [`TaskFn::invoke`]): one outcome
@@ -60,78 +78,50 @@ fn decode_outcomes<R: Value>(bytes: &[u8], calls: usize) -> Result<Vec<Result<R,
         .collect())
 }
 
-struct Calls<A, R> {
+/// A `submit`: one call to `f`.
+struct Call<A, R> {
     f: fn(A) -> R,
-    items: Vec<(A, Promise<R>)>,
+    arg: A,
 }
 
-impl<A: Value, R: Value> Erased for Calls<A, R> {
+impl<A: Value, R: Value> Work for Call<A, R> {
+    type Output = R;
+
     fn len(&self) -> usize {
-        self.items.len()
+        1
     }
 
     fn task_fn(&self) -> Option<TaskFn> {
         Some(TaskFn::new(self.f))
     }
 
-    fn start(&mut self) -> usize {
-        self.items.retain(|(_, p)| p.set_running_or_notify_cancel());
-        self.items.len()
-    }
-
     fn encode_args(&self) -> Result<Vec<u8>, Error> {
-        let args: Vec<&A> = self.items.iter().map(|(a, _)| a).collect();
-        call::encode(&args)
+        // The wire carries a chunk of arguments (`Vec<A>`); a call is a chunk of one.
+        call::encode(std::slice::from_ref(&self.arg))
     }
 
-    fn run_local(self: Box<Self>) {
-        let f = self.f;
-        for (arg, promise) in self.items {
-            if promise.set_running_or_notify_cancel() {
-                promise.set_outcome(panic::catch(|| f(arg)).map_err(Error::Panicked));
-            }
-        }
+    fn run(self) -> Result<R, Error> {
+        let Call { f, arg } = self;
+        panic::catch(|| f(arg)).map_err(Error::Panicked)
     }
 
-    fn complete_encoded(self: Box<Self>, bytes: &[u8]) {
-        match decode_outcomes::<R>(bytes, self.items.len()) {
-            Ok(outcomes) => {
-                for ((_, promise), outcome) in self.items.into_iter().zip(outcomes) {
-                    promise.set_outcome(outcome);
-                }
-            }
-            Err(e) => self.fail(e),
-        }
-    }
-
-    fn fail(self: Box<Self>, error: Error) {
-        for (_, promise) in self.items {
-            promise.set_error(error.clone());
-        }
-    }
-
-    fn cancel(self: Box<Self>) {
-        for (_, promise) in self.items {
-            promise.cancel();
-        }
-    }
-
-    fn set_terminator(&self, stop: Arc<dyn Fn() -> bool + Send + Sync>) {
-        for (_, promise) in &self.items {
-            promise.set_terminator(stop.clone());
-        }
+    fn decode(&self, bytes: &[u8]) -> Result<R, Error> {
+        decode_outcomes::<R>(bytes, 1)?
+            .pop()
+            .unwrap_or_else(|| unreachable!("decode_outcomes checked there is one outcome"))
     }
 }
 
-/// A `map` chunk: one future for the whole chunk, holding each call's outcome in order. One
-/// shared state per chunk instead of one per call is what makes a large `map` cheap.
+/// A `map` chunk: `f` on each argument, one outcome per call, in order. One shared state per
+/// chunk instead of one per call is what makes a large `map` cheap.
 struct Chunk<A, R> {
     f: fn(A) -> R,
     args: Vec<A>,
-    promise: Promise<Vec<Result<R, Error>>>,
 }
 
-impl<A: Value, R: Value> Erased for Chunk<A, R> {
+impl<A: Value, R: Value> Work for Chunk<A, R> {
+    type Output = Vec<Result<R, Error>>;
+
     fn len(&self) -> usize {
         self.args.len()
     }
@@ -140,31 +130,92 @@ impl<A: Value, R: Value> Erased for Chunk<A, R> {
         Some(TaskFn::new(self.f))
     }
 
+    fn encode_args(&self) -> Result<Vec<u8>, Error> {
+        call::encode(&self.args)
+    }
+
+    fn run(self) -> Result<Self::Output, Error> {
+        let Chunk { f, args } = self;
+        Ok(args
+            .into_iter()
+            .map(|arg| panic::catch(|| f(arg)).map_err(Error::Panicked))
+            .collect())
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Self::Output, Error> {
+        decode_outcomes::<R>(bytes, self.args.len())
+    }
+}
+
+/// A (possibly capturing) closure: it runs only in this process.
+struct Closure<R> {
+    f: Box<dyn FnOnce() -> R + Send>,
+}
+
+impl<R: Send + 'static> Work for Closure<R> {
+    type Output = R;
+
+    fn len(&self) -> usize {
+        1
+    }
+
+    fn task_fn(&self) -> Option<TaskFn> {
+        None
+    }
+
+    fn encode_args(&self) -> Result<Vec<u8>, Error> {
+        Err(Error::Serialization(
+            "a closure cannot leave this process; submit a plain fn to this executor".into(),
+        ))
+    }
+
+    fn run(self) -> Result<R, Error> {
+        panic::catch(self.f).map_err(Error::Panicked)
+    }
+
+    fn decode(&self, _bytes: &[u8]) -> Result<R, Error> {
+        Err(Error::Serialization(
+            "a closure job cannot take an encoded result".into(),
+        ))
+    }
+}
+
+/// Work and the promise of its one future.
+struct WithPromise<W: Work> {
+    work: W,
+    promise: Promise<W::Output>,
+}
+
+impl<W: Work> Erased for WithPromise<W> {
+    fn len(&self) -> usize {
+        self.work.len()
+    }
+
+    fn task_fn(&self) -> Option<TaskFn> {
+        self.work.task_fn()
+    }
+
     fn start(&mut self) -> usize {
         if self.promise.set_running_or_notify_cancel() {
-            self.args.len()
+            self.work.len()
         } else {
             0
         }
     }
 
     fn encode_args(&self) -> Result<Vec<u8>, Error> {
-        call::encode(&self.args)
+        self.work.encode_args()
     }
 
     fn run_local(self: Box<Self>) {
-        let Chunk { f, args, promise } = *self;
+        let WithPromise { work, promise } = *self;
         if promise.set_running_or_notify_cancel() {
-            let outcomes = args
-                .into_iter()
-                .map(|arg| panic::catch(|| f(arg)).map_err(Error::Panicked))
-                .collect();
-            promise.set_result(outcomes);
+            promise.set_outcome(work.run());
         }
     }
 
     fn complete_encoded(self: Box<Self>, bytes: &[u8]) {
-        let outcome = decode_outcomes::<R>(bytes, self.args.len());
+        let outcome = self.work.decode(bytes);
         self.promise.set_outcome(outcome);
     }
 
@@ -181,61 +232,16 @@ impl<A: Value, R: Value> Erased for Chunk<A, R> {
     }
 }
 
-struct Closure<R> {
-    f: Box<dyn FnOnce() -> R + Send>,
-    promise: Promise<R>,
-}
-
-impl<R: Send + 'static> Erased for Closure<R> {
-    fn len(&self) -> usize {
-        1
-    }
-
-    fn task_fn(&self) -> Option<TaskFn> {
-        None
-    }
-
-    fn start(&mut self) -> usize {
-        usize::from(self.promise.set_running_or_notify_cancel())
-    }
-
-    fn encode_args(&self) -> Result<Vec<u8>, Error> {
-        Err(Error::Serialization(
-            "a closure cannot leave this process; submit a plain fn to this executor".into(),
-        ))
-    }
-
-    fn run_local(self: Box<Self>) {
-        let Closure { f, promise } = *self;
-        if promise.set_running_or_notify_cancel() {
-            promise.set_outcome(panic::catch(f).map_err(Error::Panicked));
-        }
-    }
-
-    fn complete_encoded(self: Box<Self>, _bytes: &[u8]) {
-        let message = "a closure job cannot take an encoded result".to_owned();
-        self.promise.set_error(Error::Serialization(message));
-    }
-
-    fn fail(self: Box<Self>, error: Error) {
-        self.promise.set_error(error);
-    }
-
-    fn cancel(self: Box<Self>) {
-        self.promise.cancel();
-    }
-
-    fn set_terminator(&self, stop: Arc<dyn Fn() -> bool + Send + Sync>) {
-        self.promise.set_terminator(stop);
-    }
-}
-
 impl Job {
-    /// A job calling `f` on each argument, completing the paired promise.
-    pub fn calls<A: Value, R: Value>(f: fn(A) -> R, items: Vec<(A, Promise<R>)>) -> Job {
+    fn new<W: Work>(work: W, promise: Promise<W::Output>) -> Job {
         Job {
-            inner: Box::new(Calls { f, items }),
+            inner: Box::new(WithPromise { work, promise }),
         }
+    }
+
+    /// A job calling `f(arg)` and completing `promise` with the outcome (a `submit`).
+    pub fn call<A: Value, R: Value>(f: fn(A) -> R, arg: A, promise: Promise<R>) -> Job {
+        Job::new(Call { f, arg }, promise)
     }
 
     /// A `map` chunk: `f` on each argument, with one future for the chunk's outcomes, in order.
@@ -245,10 +251,7 @@ impl Job {
         args: Vec<A>,
     ) -> (Job, Future<Vec<Result<R, Error>>>) {
         let (promise, future) = Promise::new();
-        let job = Job {
-            inner: Box::new(Chunk { f, args, promise }),
-        };
-        (job, future)
+        (Job::new(Chunk { f, args }, promise), future)
     }
 
     /// A job running a (possibly capturing) closure. It can only run in this process:
@@ -257,15 +260,10 @@ impl Job {
         f: impl FnOnce() -> R + Send + 'static,
         promise: Promise<R>,
     ) -> Job {
-        Job {
-            inner: Box::new(Closure {
-                f: Box::new(f),
-                promise,
-            }),
-        }
+        Job::new(Closure { f: Box::new(f) }, promise)
     }
 
-    /// How many calls the job holds.
+    /// How many calls the job holds: 1 for a call or a closure, the chunk's length for a chunk.
     pub fn len(&self) -> usize {
         self.inner.len()
     }
@@ -280,43 +278,43 @@ impl Job {
         self.inner.task_fn()
     }
 
-    /// Before shipping: marks every pending call as running and drops the cancelled ones.
-    /// Returns how many calls remain (zero: nothing to send).
+    /// Before shipping: marks the job's future as running, unless it was cancelled. Returns how
+    /// many calls to send (zero: it was cancelled, nothing to send).
     pub fn start(&mut self) -> usize {
         self.inner.start()
     }
 
-    /// The remaining calls' arguments, encoded (a postcard `Vec<A>`), for
+    /// The arguments, encoded (a postcard `Vec<A>`, of one for a call), for
     /// [`TaskFn::invoke`] on the far side.
     pub fn encode_args(&self) -> Result<Vec<u8>, Error> {
         self.inner.encode_args()
     }
 
-    /// Runs every call here, in order, skipping cancelled ones; panics become
-    /// [`Error::Panicked`].
+    /// Runs the job here, unless its future was cancelled: a chunk's calls in order. Panics
+    /// become [`Error::Panicked`] (per call, in a chunk).
     pub fn run_local(self) {
         self.inner.run_local()
     }
 
-    /// Completes every call from the encoded reply of [`TaskFn::invoke`]. Bytes that do not
-    /// decode, or hold the wrong number of outcomes, fail the calls with
+    /// Completes the job's future from the encoded reply of [`TaskFn::invoke`]. Bytes that do
+    /// not decode, or hold the wrong number of outcomes, fail it with
     /// [`Error::Serialization`].
     pub fn complete_encoded(self, bytes: &[u8]) {
         self.inner.complete_encoded(bytes)
     }
 
-    /// Fails every call with `error` (e.g. the worker holding them died).
+    /// Fails the job's future with `error` (e.g. the worker holding the job died).
     pub fn fail(self, error: Error) {
         self.inner.fail(error)
     }
 
-    /// Cancels every call that has not started (for `shutdown(cancel_futures = true)`).
+    /// Cancels the job's future if it has not started (for `shutdown(cancel_futures = true)`).
     pub fn cancel(self) {
         self.inner.cancel()
     }
 
-    /// Lets [`Future::terminate`](crate::Future::terminate) on any of the job's futures call
-    /// `stop` while the job runs.
+    /// Lets [`Future::terminate`](crate::Future::terminate) on the job's future call `stop`
+    /// while the job runs.
     pub fn set_terminator(&self, stop: Arc<dyn Fn() -> bool + Send + Sync>) {
         self.inner.set_terminator(stop)
     }
@@ -330,42 +328,51 @@ mod tests {
         x + 1
     }
 
-    fn jobs(n: u32) -> (Job, Vec<Future<u32>>) {
-        let (items, futures): (Vec<_>, Vec<_>) = (0..n)
-            .map(|i| {
-                let (p, f) = Promise::new();
-                ((i, p), f)
-            })
-            .unzip();
-        (Job::calls(plus_one, items), futures)
+    fn call(x: u32) -> (Job, Future<u32>) {
+        let (p, f) = Promise::new();
+        (Job::call(plus_one, x, p), f)
+    }
+
+    /// What a worker would answer: runs the shipped job's function on its encoded arguments.
+    fn reply(job: &Job) -> Vec<u8> {
+        job.task_fn()
+            .unwrap()
+            .invoke(&job.encode_args().unwrap())
+            .unwrap()
     }
 
     #[test]
-    fn a_shipped_job_skips_cancelled_calls_and_completes_the_rest_from_the_reply() {
-        let (mut job, futures) = jobs(3);
+    fn a_shipped_call_completes_from_the_reply_and_a_cancelled_one_is_not_started() {
+        let (mut jobs, futures): (Vec<_>, Vec<_>) = (0..3).map(call).unzip();
         assert!(futures[1].cancel());
-        assert_eq!(job.start(), 2);
+        let started: Vec<usize> = jobs.iter_mut().map(Job::start).collect();
+        assert_eq!(started, [1, 0, 1], "a cancelled call has nothing to send");
         assert!(futures[0].running() && futures[2].running());
-        let reply = job
-            .task_fn()
-            .unwrap()
-            .invoke(&job.encode_args().unwrap())
-            .unwrap();
-        job.complete_encoded(&reply);
+        for (job, started) in jobs.into_iter().zip(started) {
+            if started > 0 {
+                let reply = reply(&job);
+                job.complete_encoded(&reply);
+            }
+        }
         assert_eq!(futures[0].result(None), Ok(1));
         assert_eq!(futures[1].result(None), Err(Error::Cancelled));
         assert_eq!(futures[2].result(None), Ok(3));
     }
 
     #[test]
-    fn a_reply_with_the_wrong_count_fails_the_calls_instead_of_misassigning() {
-        let (mut job, futures) = jobs(2);
-        job.start();
-        let reply = call::encode(&vec![Outcome::Returned(5u32)]).unwrap();
-        job.complete_encoded(&reply);
-        for f in futures {
-            assert!(matches!(f.result(None), Err(Error::Serialization(_))));
-        }
+    fn a_reply_with_the_wrong_count_fails_the_job_instead_of_misassigning() {
+        // A call answered with two outcomes must not take the first.
+        let (mut job, future) = call(1);
+        assert_eq!(job.start(), 1);
+        let two = call::encode(&vec![Outcome::Returned(5u32), Outcome::Returned(6u32)]).unwrap();
+        job.complete_encoded(&two);
+        assert!(matches!(future.result(None), Err(Error::Serialization(_))));
+        // A chunk of two answered with one outcome must not yield a short list.
+        let (mut job, future) = Job::chunk(plus_one, vec![1, 2]);
+        assert_eq!(job.start(), 2);
+        let one = call::encode(&vec![Outcome::Returned(5u32)]).unwrap();
+        job.complete_encoded(&one);
+        assert!(matches!(future.result(None), Err(Error::Serialization(_))));
     }
 
     #[test]
@@ -383,11 +390,7 @@ mod tests {
 
         let (mut job, shipped) = Job::chunk(odd_panics, vec![6, 8]);
         assert_eq!(job.start(), 2);
-        let reply = job
-            .task_fn()
-            .unwrap()
-            .invoke(&job.encode_args().unwrap())
-            .unwrap();
+        let reply = reply(&job);
         job.complete_encoded(&reply);
         assert_eq!(shipped.join(), Ok(vec![Ok(6), Ok(8)]));
     }
@@ -412,11 +415,13 @@ mod tests {
     }
 
     #[test]
-    fn failing_a_job_fails_each_future_with_the_same_error() {
-        let (job, futures) = jobs(2);
-        job.fail(Error::Broken("gone".into()));
-        for f in futures {
-            assert_eq!(f.result(None), Err(Error::Broken("gone".into())));
-        }
+    fn failing_a_job_fails_its_future_with_that_very_error() {
+        let gone = Error::Broken("gone".into());
+        let (job, future) = call(1);
+        job.fail(gone.clone());
+        assert_eq!(future.result(None), Err(gone.clone()));
+        let (job, chunk) = Job::chunk(plus_one, vec![1, 2]);
+        job.fail(gone.clone());
+        assert_eq!(chunk.result(None), Err(gone));
     }
 }

@@ -245,7 +245,7 @@ fn every_door_after_shutdown_says_shut_down() {
         );
         // A job refused at the door resolves its futures (Broken: it was dropped), never hangs.
         let (promise, future) = primepool::Promise::<u64>::new();
-        let job = Job::calls(square, vec![(3, promise)]);
+        let job = Job::call(square, 3, promise);
         assert_eq!(pool.execute_batch(vec![job]).unwrap_err(), Error::ShutDown);
         assert!(
             matches!(future.result(WAIT), Err(Error::Broken(_))),

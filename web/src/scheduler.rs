@@ -328,7 +328,7 @@ impl<T: Transport> Scheduler<T> {
                     break;
                 };
                 if job.start() == 0 {
-                    continue; // every call was cancelled while queued
+                    continue; // its future was cancelled while queued
                 }
                 let Some(call) = job.task_fn() else {
                     settles.push(Settle::Fail(
@@ -422,15 +422,9 @@ mod tests {
         (Scheduler::new(Fake(log.clone()), workers).unwrap(), log)
     }
 
-    fn job(values: &[u64]) -> (Job, Vec<Future<u64>>) {
-        let (items, futures) = values
-            .iter()
-            .map(|&v| {
-                let (p, f) = Promise::new();
-                ((v, p), f)
-            })
-            .unzip();
-        (Job::calls(square, items), futures)
+    fn job(value: u64) -> (Job, Future<u64>) {
+        let (p, f) = Promise::new();
+        (Job::call(square, value, p), f)
     }
 
     /// What the worker would answer: runs the shipped call here.
@@ -443,23 +437,22 @@ mod tests {
     fn jobs_wait_until_a_worker_is_ready_then_complete_from_its_reply() {
         let (mut s, log) = pool(2);
         assert_eq!(log.borrow().spawned, [(0, 0), (1, 1)]);
-        let (j, futures) = job(&[3, 4]);
+        let (j, chunk) = Job::chunk(square, vec![3, 4]);
         apply_all(s.execute(vec![j]).unwrap());
         assert!(log.borrow().sent.is_empty(), "no worker is ready yet");
         apply_all(s.on_ready(1, 1));
         let (w, token, reply) = answer(&log, 0);
         assert_eq!(w, 1);
-        assert!(futures[0].running());
+        assert!(chunk.running());
         apply_all(s.on_reply(1, 1, token, Ok(reply)));
-        assert_eq!(futures[0].result(None), Ok(9));
-        assert_eq!(futures[1].result(None), Ok(16));
+        assert_eq!(chunk.result(None), Ok(vec![Ok(9), Ok(16)]));
     }
 
     #[test]
     fn each_worker_holds_one_job_and_takes_the_next_when_it_answers() {
         let (mut s, log) = pool(1);
-        let (a, fa) = job(&[1]);
-        let (b, fb) = job(&[2]);
+        let (a, fa) = job(1);
+        let (b, fb) = job(2);
         apply_all(s.on_ready(0, 0));
         apply_all(s.execute(vec![a, b]).unwrap());
         assert_eq!(log.borrow().sent.len(), 1);
@@ -468,7 +461,7 @@ mod tests {
         assert_eq!(log.borrow().sent.len(), 2);
         let (_, token, reply) = answer(&log, 1);
         apply_all(s.on_reply(0, 0, token, Ok(reply)));
-        assert_eq!((fa[0].result(None), fb[0].result(None)), (Ok(1), Ok(4)));
+        assert_eq!((fa.result(None), fb.result(None)), (Ok(1), Ok(4)));
     }
 
     #[test]
@@ -476,18 +469,18 @@ mod tests {
         let (mut s, log) = pool(2);
         apply_all(s.on_ready(0, 0));
         apply_all(s.on_ready(1, 1));
-        let (a, fa) = job(&[5]);
-        let (b, fb) = job(&[6]);
+        let (a, fa) = job(5);
+        let (b, fb) = job(6);
         apply_all(s.execute(vec![a, b]).unwrap());
         apply_all(s.on_died(0, 0, "RuntimeError: unreachable".into()));
         assert_eq!(
-            fa[0].result(None),
+            fa.result(None),
             Err(Error::WorkerDied {
                 worker: WorkerId::WebWorker(0),
                 status: "RuntimeError: unreachable".into()
             })
         );
-        assert!(fb[0].running(), "the other worker's job is untouched");
+        assert!(fb.running(), "the other worker's job is untouched");
         assert_eq!(log.borrow().killed, [0]);
         assert_eq!(log.borrow().spawned.last(), Some(&(0, 2)));
         assert_eq!(s.worker_ids(), [2, 1]);
@@ -495,33 +488,33 @@ mod tests {
         apply_all(s.on_reply(0, 0, 0, Ok(vec![])));
         let (_, token, reply) = answer(&log, 1);
         apply_all(s.on_reply(1, 1, token, Ok(reply)));
-        assert_eq!(fb[0].result(None), Ok(36));
+        assert_eq!(fb.result(None), Ok(36));
     }
 
     #[test]
     fn terminating_a_running_job_ends_its_worker_and_starts_another() {
         let (mut s, log) = pool(1);
         apply_all(s.on_ready(0, 0));
-        let (a, fa) = job(&[7]);
-        let (b, fb) = job(&[8]);
+        let (a, fa) = job(7);
+        let (b, fb) = job(8);
         apply_all(s.execute(vec![a, b]).unwrap());
         let token = log.borrow().sent[0].1;
         let (stopped, settles) = s.terminate(token);
         apply_all(settles);
         assert!(stopped);
-        assert!(matches!(fa[0].result(None), Err(Error::Terminated(_))));
+        assert!(matches!(fa.result(None), Err(Error::Terminated(_))));
         assert!(!s.terminate(token).0, "already ended");
         apply_all(s.on_ready(0, 1));
         let (_, token, reply) = answer(&log, 1);
         apply_all(s.on_reply(0, 1, token, Ok(reply)));
-        assert_eq!(fb[0].result(None), Ok(64));
+        assert_eq!(fb.result(None), Ok(64));
     }
 
     #[test]
     fn shutdown_finishes_queued_work_then_ends_the_workers() {
         let (mut s, log) = pool(2);
         apply_all(s.on_ready(0, 0));
-        let (a, fa) = job(&[2]);
+        let (a, fa) = job(2);
         apply_all(s.execute(vec![a]).unwrap());
         apply_all(s.shutdown(false));
         assert!(matches!(s.execute(vec![]), Err(Error::ShutDown)));
@@ -533,17 +526,18 @@ mod tests {
         assert!(!s.finished());
         let (_, token, reply) = answer(&log, 0);
         apply_all(s.on_reply(0, 0, token, Ok(reply)));
-        assert_eq!(fa[0].result(None), Ok(4));
+        assert_eq!(fa.result(None), Ok(4));
         assert!(s.finished());
     }
 
     #[test]
     fn shutdown_with_cancel_cancels_what_did_not_start() {
         let (mut s, _log) = pool(1);
-        let (a, fa) = job(&[1, 2]);
-        apply_all(s.execute(vec![a]).unwrap());
+        let (a, fa) = job(1);
+        let (b, fb) = job(2);
+        apply_all(s.execute(vec![a, b]).unwrap());
         apply_all(s.shutdown(true));
-        assert!(fa.iter().all(Future::cancelled));
+        assert!(fa.cancelled() && fb.cancelled());
         assert!(s.finished());
     }
 
@@ -551,12 +545,12 @@ mod tests {
     fn kill_all_ends_every_worker_and_resolves_every_future() {
         let (mut s, log) = pool(2);
         apply_all(s.on_ready(0, 0));
-        let (a, fa) = job(&[1]);
-        let (b, fb) = job(&[2]);
+        let (a, fa) = job(1);
+        let (b, fb) = job(2);
         apply_all(s.execute(vec![a, b]).unwrap());
         apply_all(s.kill_all());
-        assert!(matches!(fa[0].result(None), Err(Error::Terminated(_))));
-        assert_eq!(fb[0].result(None), Err(Error::Cancelled));
+        assert!(matches!(fa.result(None), Err(Error::Terminated(_))));
+        assert_eq!(fb.result(None), Err(Error::Cancelled));
         assert_eq!(log.borrow().killed.len(), 2);
         assert!(s.finished());
     }
@@ -564,12 +558,12 @@ mod tests {
     #[test]
     fn workers_that_never_start_break_the_pool_instead_of_respawning_forever() {
         let (mut s, _log) = pool(1);
-        let (a, fa) = job(&[1]);
+        let (a, fa) = job(1);
         apply_all(s.execute(vec![a]).unwrap());
         for id in 0..3 {
             apply_all(s.on_died(0, id, "404 primepool_web.js".into()));
         }
-        assert!(matches!(fa[0].result(None), Err(Error::Broken(m)) if m.contains("404")));
+        assert!(matches!(fa.result(None), Err(Error::Broken(m)) if m.contains("404")));
         assert!(matches!(s.execute(vec![]), Err(Error::Broken(_))));
     }
 
@@ -578,8 +572,8 @@ mod tests {
         let (mut s, log) = pool(1);
         apply_all(s.on_ready(0, 0));
         let (p, f) = Promise::new();
-        let (a, fa) = job(&[1]);
-        assert!(fa[0].cancel());
+        let (a, fa) = job(1);
+        assert!(fa.cancel());
         apply_all(s.execute(vec![a, Job::closure(|| 1u8, p)]).unwrap());
         assert!(matches!(f.result(None), Err(Error::Serialization(_))));
         assert!(log.borrow().sent.is_empty());

@@ -204,7 +204,7 @@ impl Io {
             };
             let calls = job.start();
             if calls == 0 {
-                continue; // every call was cancelled
+                continue; // its future was cancelled
             }
             let Some(task) = job.task_fn() else {
                 failures.push((job, closure_error()));
