@@ -71,6 +71,11 @@ fn pool_process() {
         }
         "starting" => {
             let pool = support::pool(4);
+            // Forked in the background within a millisecond or so; listed while still booting.
+            assert!(support::eventually(Duration::from_secs(20), || pool
+                .worker_pids()
+                .len()
+                == 4));
             pids.extend(pool.worker_pids());
             pools.push(pool);
         }

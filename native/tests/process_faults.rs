@@ -59,6 +59,11 @@ fn died(result: Result<impl std::fmt::Debug, Error>, status: &str) -> u32 {
 #[test]
 fn a_task_that_aborts_fails_alone_while_100_others_succeed() {
     let pool = support::pool(2);
+    // Workers start in the background: wait until both are listed.
+    assert!(support::eventually(Duration::from_secs(20), || pool
+        .worker_pids()
+        .len()
+        == 2));
     let before = pool.worker_pids();
     let mut squares = Vec::new();
     let mut crash = None;
@@ -342,6 +347,9 @@ fn corrupt_the_channel(_: ()) -> u64 {
 fn garbage_from_a_worker_fails_its_task_with_a_protocol_error_and_the_pool_recovers() {
     let pool = support::pool(1);
     let started = Instant::now();
+    assert!(support::eventually(Duration::from_secs(20), || !pool
+        .worker_pids()
+        .is_empty()));
     let worker = pool.worker_pids()[0];
     let dead = died(
         pool.submit(corrupt_the_channel, ()).unwrap().result(WAIT),

@@ -106,8 +106,10 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Starts the pool and its workers. Fails with [`Error::InvalidArgument`] for a zero
-    /// option, or [`Error::Broken`] if the workers cannot be started.
+    /// Starts the pool; its workers boot in the background. Fails with
+    /// [`Error::InvalidArgument`] for a zero option, or [`Error::Broken`] if the worker program
+    /// cannot be found or executed. If the processes themselves cannot be started (no memory
+    /// or process slots), the pool breaks and its futures say why.
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
         let max_workers = match self.max_workers {
             Some(0) => return Err(Error::invalid("max_workers must be at least 1")),
@@ -120,9 +122,13 @@ impl ProcessPoolBuilder {
         if self.task_timeout == Some(Duration::ZERO) {
             return Err(Error::invalid("task_timeout must be longer than zero"));
         }
+        let launch = self
+            .command
+            .prepare()
+            .map_err(|e| Error::Broken(e.to_string()))?;
         ProcessPoolExecutor::start(Config {
             max_workers,
-            command: self.command,
+            launch,
             initializer: self.initializer,
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,

@@ -13,7 +13,7 @@
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use primepool_core::Error;
@@ -39,8 +39,10 @@ pub(super) const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Consecutive start-up failures after which the pool is declared broken.
 pub(super) const MAX_STARTUP_FAILURES: u32 = 3;
 
-/// Starts the pool: its I/O thread, which starts the workers. Fails if the first workers
-/// cannot be started.
+/// Starts the pool: its I/O thread, which starts the workers. Returns at once, without
+/// waiting for them: the caller can queue work while they boot (it reaches their channels
+/// before they are up). If the first workers cannot be started, the pool breaks and says why
+/// (the program itself was checked when the pool was built).
 pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, std::thread::JoinHandle<()>), Error> {
     let (waker, wake_rx) = UnixStream::pair().map_err(|e| io_error("creating a socket pair", e))?;
     for end in [&waker, &wake_rx] {
@@ -54,7 +56,6 @@ pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, std::thread::JoinHan
         config,
         io_thread: OnceLock::new(),
     });
-    let (started_tx, started_rx) = mpsc::channel();
     let io = Io {
         shared: Arc::clone(&shared),
         conns: Vec::new(),
@@ -65,21 +66,9 @@ pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, std::thread::JoinHan
     };
     let handle = std::thread::Builder::new()
         .name("primepool-process-pool".into())
-        .spawn(move || io.run(&started_tx))
+        .spawn(move || io.run())
         .map_err(|e| io_error("starting the pool's I/O thread", e))?;
-    match started_rx.recv() {
-        Ok(Ok(())) => Ok((shared, handle)),
-        Ok(Err(e)) => {
-            let _ = handle.join();
-            Err(e)
-        }
-        Err(_) => {
-            let _ = handle.join();
-            Err(Error::Broken(
-                "the pool's I/O thread ended during start-up".into(),
-            ))
-        }
-    }
+    Ok((shared, handle))
 }
 
 fn io_error(what: &str, e: io::Error) -> Error {
@@ -112,14 +101,11 @@ impl Drop for Io {
 }
 
 impl Io {
-    fn run(mut self, started: &mpsc::Sender<Result<(), Error>>) {
+    fn run(mut self) {
         let _ = self.shared.io_thread.set(std::thread::current().id());
         if let Err(e) = self.spawn_missing(true) {
-            let _ = started.send(Err(e));
-            self.close_all();
-            return;
+            self.break_pool(&e.to_string());
         }
-        let _ = started.send(Ok(()));
         while self.turn() {}
         self.close_all();
     }

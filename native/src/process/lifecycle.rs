@@ -98,7 +98,7 @@ impl Io {
         self.retry_spawn_at = None;
         let config = &self.shared.config;
         let initializer = config.initializer.map(|f| image::to_offset(f as usize));
-        match spawn::spawn(&config.command, initializer) {
+        match spawn::spawn(&config.launch, initializer) {
             Ok((child, stream)) => {
                 let now = Instant::now();
                 let pid = child.id();

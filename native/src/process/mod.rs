@@ -99,7 +99,8 @@ impl fmt::Debug for ProcessPoolExecutor {
 
 impl ProcessPoolExecutor {
     /// A pool of `max_workers` worker processes with default options. Zero is
-    /// [`Error::InvalidArgument`].
+    /// [`Error::InvalidArgument`]. It returns without waiting for the workers to boot: work
+    /// submitted meanwhile is on its way to them as they come up.
     pub fn new(max_workers: usize) -> Result<Self, Error> {
         Self::builder().max_workers(max_workers).build()
     }
@@ -110,7 +111,8 @@ impl ProcessPoolExecutor {
     }
 
     /// The process ids of the workers serving the pool now (workers being replaced excluded),
-    /// so a program can see, or signal, the processes that run its tasks.
+    /// so a program can see, or signal, the processes that run its tasks. Workers start in the
+    /// background, so right after [`new`](Self::new) the list may still be short.
     pub fn worker_pids(&self) -> Vec<u32> {
         self.shared.worker_pids()
     }

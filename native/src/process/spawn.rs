@@ -209,6 +209,55 @@ impl Process {
     }
 }
 
+/// A [`WorkerCommand`] made ready to run, once per pool: the program found and checked, the
+/// arguments converted. Doing this when the pool is built reports a missing or
+/// non-executable program to the caller at once, and keeps it off the path of every spawn.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<(OsString, OsString)>,
+    /// How the program is named in errors.
+    shown: String,
+}
+
+impl WorkerCommand {
+    /// Finds the program (this executable by default) and checks that it can be executed.
+    pub fn prepare(&self) -> io::Result<Launch> {
+        let (program, arg0) = match &self.program {
+            Some(p) => (resolve(p), p.as_os_str().to_owned()),
+            None => (
+                this_program(),
+                std::env::args_os()
+                    .next()
+                    .unwrap_or_else(|| "primepool-worker".into()),
+            ),
+        };
+        let shown = arg0.to_string_lossy().into_owned();
+        let cannot = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("could not start worker process {shown}: {e}"),
+            )
+        };
+        let path = c_string(program.map_err(cannot)?.as_os_str())?;
+        // SAFETY: `path` is a NUL-terminated string; access only reads it.
+        if unsafe { libc::access(path.as_ptr(), libc::X_OK) } != 0 {
+            return Err(cannot(io::Error::last_os_error()));
+        }
+        let mut argv = vec![c_string(&arg0)?];
+        for arg in &self.args {
+            argv.push(c_string(arg)?);
+        }
+        Ok(Launch {
+            path,
+            argv,
+            env: self.env.clone(),
+            shown,
+        })
+    }
+}
+
 /// Starts one worker; returns the process and the pool's (non-blocking) end of its channel.
 ///
 /// Everything the child needs is prepared before `fork`; between `fork` and `exec` the child
@@ -216,31 +265,15 @@ impl Process {
 /// as the child exists, so workers boot in parallel; an `exec` failure shows as a worker that
 /// exits with status 127 before the handshake.
 pub(crate) fn spawn(
-    command: &WorkerCommand,
+    launch: &Launch,
     initializer: Option<u64>,
 ) -> io::Result<(Process, UnixStream)> {
-    let (program, arg0) = match &command.program {
-        Some(p) => (resolve(p), p.as_os_str().to_owned()),
-        None => (
-            this_program(),
-            std::env::args_os()
-                .next()
-                .unwrap_or_else(|| "primepool-worker".into()),
-        ),
-    };
-    let shown = arg0.to_string_lossy().into_owned();
     let cannot = |e: io::Error| {
         io::Error::new(
             e.kind(),
-            format!("could not start worker process {shown}: {e}"),
+            format!("could not start worker process {}: {e}", launch.shown),
         )
     };
-    let path = c_string(program.map_err(cannot)?.as_os_str())?;
-    // SAFETY: `path` is a NUL-terminated string; access only reads it.
-    if unsafe { libc::access(path.as_ptr(), libc::X_OK) } != 0 {
-        return Err(cannot(io::Error::last_os_error()));
-    }
-
     let (ours, theirs) = UnixStream::pair()?;
     let fd = theirs.as_raw_fd();
     let parent = std::process::id();
@@ -250,14 +283,12 @@ pub(crate) fn spawn(
         initializer,
         image: image::identity().to_owned(),
     };
-    let mut argv = vec![c_string(&arg0)?];
-    for arg in &command.args {
-        argv.push(c_string(arg)?);
-    }
+    // The environment as it is now (a replacement worker sees the program's changes), with
+    // the pool's own variables.
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != ENV && !command.env.iter().any(|(o, _)| o == k))
+        .filter(|(k, _)| k != ENV && !launch.env.iter().any(|(o, _)| o == k))
         .collect();
-    env.extend(command.env.iter().cloned());
+    env.extend(launch.env.iter().cloned());
     env.push((ENV.into(), worker_env.encode().into()));
     let envp = env
         .iter()
@@ -268,7 +299,8 @@ pub(crate) fn spawn(
             c_string(&pair)
         })
         .collect::<io::Result<Vec<_>>>()?;
-    let argv_ptrs: Vec<*const libc::c_char> = argv
+    let argv_ptrs: Vec<*const libc::c_char> = launch
+        .argv
         .iter()
         .map(|s| s.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
@@ -291,7 +323,7 @@ pub(crate) fn spawn(
     if pid == 0 {
         // SAFETY: this is the freshly forked child; the pointers come from the CStrings and
         // vectors above, alive in its copy of the memory, each array ending with a null.
-        unsafe { exec_worker(&path, &argv_ptrs, &envp_ptrs, fd, null_fd, parent) }
+        unsafe { exec_worker(&launch.path, &argv_ptrs, &envp_ptrs, fd, null_fd, parent) }
     }
     drop(theirs);
     drop(null);

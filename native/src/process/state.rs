@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use primepool_core::{Error, Job, WorkerId};
 
 use super::io::MAX_STARTUP_FAILURES;
-use super::spawn::WorkerCommand;
+use super::spawn::Launch;
 
 /// The queued work a worker should hold, in time: the window adapts to keep about this much.
 pub(super) const BUDGET: Duration = Duration::from_millis(2);
@@ -39,7 +39,7 @@ pub(super) const MIN_WINDOW: usize = 2;
 #[derive(Debug, Clone)]
 pub(super) struct Config {
     pub(super) max_workers: usize,
-    pub(super) command: WorkerCommand,
+    pub(super) launch: Launch,
     pub(super) initializer: Option<fn()>,
     pub(super) max_tasks_per_child: Option<usize>,
     pub(super) task_timeout: Option<Duration>,
