@@ -499,7 +499,7 @@ pub fn markdown(figures: &Figures) -> String {
         "```sh\ncargo xtask bench-report          # everything above: 3-7 minutes, more if it waits for quiet\n\
          cargo bench -p primepool --bench suite\n\
          python3 bench/cpython_bench.py\n\
-         cargo run --release -- bench --workers 2 --values 9900..=9999 --repeat 7\n```"
+         cargo run --release -- bench --workers 2 --values 9900..=9999 --repeat 15\n```"
     );
     md
 }
