@@ -20,8 +20,11 @@ const WORKERS: &str = "2";
 /// The seed ranges of "how cost grows with the work", with their repetitions: enough
 /// interleaved rounds that the fastest of each backend is a steady figure on a shared machine
 /// whose speed drifts by a few per cent from minute to minute (about 4, 8 and 10 s of work).
-const SEED_RANGES: [(&str, usize); 3] =
-    [("9900..10000", 15), ("19900..20000", 11), ("39900..40000", 5)];
+const SEED_RANGES: [(&str, usize); 3] = [
+    ("9900..10000", 15),
+    ("19900..20000", 11),
+    ("39900..40000", 5),
+];
 
 /// The task counts of "how cost grows with the number of tasks" (submit mode).
 const SUBMIT_COUNTS: [(u64, usize); 4] = [(100, 9), (1_000, 7), (10_000, 5), (20_000, 5)];
