@@ -202,12 +202,34 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
 }
 
 /// Starts the control thread, then runs jobs on this one.
-fn serve_jobs(worker: Arc<Worker>, stream: UnixStream) -> io::Result<i32> {
+///
+/// The pool sends work to a worker before it is up, so the first jobs are usually waiting in
+/// the channel by now: this thread takes them in first (one read that does not wait), so the
+/// first job starts without waiting for the control thread to start and hand it over.
+fn serve_jobs(worker: Arc<Worker>, mut stream: UnixStream) -> io::Result<i32> {
+    let mut reader = FrameReader::new(MAX_FRAME_LEN);
+    stream.set_nonblocking(true)?;
+    let early = reader.fill(&mut stream);
+    stream.set_nonblocking(false)?;
+    match early {
+        // End of file is seen again by the control thread, which ends the process.
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) => {}
+        Err(e) => return Err(e),
+    }
+    let mut batch = Vec::new();
+    take_frames(&worker, &mut reader, &mut batch);
+    let timeouts = batch.iter().any(|r| r.timeout.is_some());
+    queue(&worker, &mut batch);
     let control = Arc::clone(&worker);
     std::thread::Builder::new()
         .name("primepool-worker-control".into())
         .stack_size(256 * 1024)
-        .spawn(move || control_loop(&control, stream))?;
+        .spawn(move || control_loop(&control, stream, reader, timeouts))?;
     run_jobs(&worker)
 }
 
@@ -282,11 +304,16 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
     }
 }
 
-/// The control thread: reads the channel until it closes, then ends the process.
-fn control_loop(worker: &Worker, mut stream: UnixStream) -> ! {
-    let mut reader = FrameReader::new(MAX_FRAME_LEN);
+/// The control thread: reads the channel until it closes, then ends the process. `reader`
+/// holds what was read before it started; `timeouts` says whether those jobs have timeouts.
+fn control_loop(
+    worker: &Worker,
+    mut stream: UnixStream,
+    mut reader: FrameReader,
+    timeouts: bool,
+) -> ! {
     let mut batch: Vec<Run> = Vec::new();
-    let mut ticking = false;
+    let mut ticking = timeouts && stream.set_read_timeout(Some(TICK)).is_ok();
     loop {
         match reader.fill(&mut stream) {
             // The pool closed the channel, or its process is gone: nothing left to serve.
@@ -305,37 +332,7 @@ fn control_loop(worker: &Worker, mut stream: UnixStream) -> ! {
                 ) => {}
             Err(e) => fail(&format!("reading the channel: {e}")),
         }
-        loop {
-            let range = match reader.next_frame() {
-                Ok(Some(range)) => range,
-                Ok(None) => break,
-                Err(e) => fail(&e.to_string()),
-            };
-            match protocol::decode::<ToWorker<'_>>(reader.payload(range)) {
-                Ok(ToWorker::Run {
-                    id,
-                    trampoline,
-                    func,
-                    timeout_us,
-                    args,
-                }) => batch.push(Run {
-                    id,
-                    trampoline,
-                    func,
-                    timeout: timeout_us.map(Duration::from_micros),
-                    args: args.0.to_vec(),
-                }),
-                Ok(ToWorker::Terminate { id }) => {
-                    queue(worker, &mut batch);
-                    terminate(worker, id);
-                }
-                Ok(ToWorker::Revoke { id }) => {
-                    queue(worker, &mut batch);
-                    revoke(worker, id);
-                }
-                Err(e) => fail(&e),
-            }
-        }
+        take_frames(worker, &mut reader, &mut batch);
         if !ticking && batch.iter().any(|r| r.timeout.is_some()) {
             ticking = stream.set_read_timeout(Some(TICK)).is_ok();
         }
@@ -350,6 +347,42 @@ fn control_loop(worker: &Worker, mut stream: UnixStream) -> ! {
                     worker.stop(current.id, true);
                 }
             }
+        }
+    }
+}
+
+/// Decodes the complete frames `reader` holds: jobs go to `batch` (queued by the caller),
+/// `Terminate` and `Revoke` are acted on at once (after queueing the jobs before them).
+fn take_frames(worker: &Worker, reader: &mut FrameReader, batch: &mut Vec<Run>) {
+    loop {
+        let range = match reader.next_frame() {
+            Ok(Some(range)) => range,
+            Ok(None) => return,
+            Err(e) => fail(&e.to_string()),
+        };
+        match protocol::decode::<ToWorker<'_>>(reader.payload(range)) {
+            Ok(ToWorker::Run {
+                id,
+                trampoline,
+                func,
+                timeout_us,
+                args,
+            }) => batch.push(Run {
+                id,
+                trampoline,
+                func,
+                timeout: timeout_us.map(Duration::from_micros),
+                args: args.0.to_vec(),
+            }),
+            Ok(ToWorker::Terminate { id }) => {
+                queue(worker, batch);
+                terminate(worker, id);
+            }
+            Ok(ToWorker::Revoke { id }) => {
+                queue(worker, batch);
+                revoke(worker, id);
+            }
+            Err(e) => fail(&e),
         }
     }
 }
