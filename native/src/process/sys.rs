@@ -94,6 +94,29 @@ pub(crate) fn exit_watch(pid: libc::pid_t) -> Option<OwnedFd> {
     None
 }
 
+/// Reads from a socket without waiting, whatever its blocking mode: `WouldBlock` when nothing
+/// is there (`recv` with `MSG_DONTWAIT`, so other users of the socket are not affected).
+pub(crate) struct NoWait<'a>(pub BorrowedFd<'a>);
+
+impl io::Read for NoWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is a valid, exclusively borrowed buffer of `buf.len()` bytes, and the
+        // descriptor is open for the borrow's lifetime.
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
 /// Waits until one of `fds` is ready or `timeout` passes (`None`: forever). Returns the number
 /// of ready descriptors; an interrupted wait counts as zero.
 pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -206,12 +206,9 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
 /// The pool sends work to a worker before it is up, so the first jobs are usually waiting in
 /// the channel by now: this thread takes them in first (one read that does not wait), so the
 /// first job starts without waiting for the control thread to start and hand it over.
-fn serve_jobs(worker: Arc<Worker>, mut stream: UnixStream) -> io::Result<i32> {
+fn serve_jobs(worker: Arc<Worker>, stream: UnixStream) -> io::Result<i32> {
     let mut reader = FrameReader::new(MAX_FRAME_LEN);
-    stream.set_nonblocking(true)?;
-    let early = reader.fill(&mut stream);
-    stream.set_nonblocking(false)?;
-    match early {
+    match reader.fill(&mut sys::NoWait(stream.as_fd())) {
         // End of file is seen again by the control thread, which ends the process.
         Ok(_) => {}
         Err(e)
@@ -306,16 +303,24 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
 
 /// The control thread: reads the channel until it closes, then ends the process. `reader`
 /// holds what was read before it started; `timeouts` says whether those jobs have timeouts.
-fn control_loop(
-    worker: &Worker,
-    mut stream: UnixStream,
-    mut reader: FrameReader,
-    timeouts: bool,
-) -> ! {
+///
+/// It sleeps in `poll` for input, then reads without waiting. (A thread asleep in a blocking
+/// `read` of the socket would also be woken, for nothing, each time the pool drains an answer
+/// this worker wrote: the kernel's "room to write" wake-up reaches every sleeper on the
+/// socket, while `poll` filters it out. That was one wasted wake-up per job.)
+fn control_loop(worker: &Worker, stream: UnixStream, mut reader: FrameReader, timeouts: bool) -> ! {
     let mut batch: Vec<Run> = Vec::new();
-    let mut ticking = timeouts && stream.set_read_timeout(Some(TICK)).is_ok();
+    let mut ticking = timeouts;
     loop {
-        match reader.fill(&mut stream) {
+        let mut fds = [libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Err(e) = sys::poll(&mut fds, ticking.then_some(TICK)) {
+            fail(&format!("waiting for the channel: {e}"));
+        }
+        match reader.fill(&mut sys::NoWait(stream.as_fd())) {
             // The pool closed the channel, or its process is gone: nothing left to serve.
             Ok(0) => std::process::exit(if reader.finish().is_ok() {
                 0
@@ -326,16 +331,12 @@ fn control_loop(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => fail(&format!("reading the channel: {e}")),
         }
         take_frames(worker, &mut reader, &mut batch);
-        if !ticking && batch.iter().any(|r| r.timeout.is_some()) {
-            ticking = stream.set_read_timeout(Some(TICK)).is_ok();
-        }
+        ticking |= batch.iter().any(|r| r.timeout.is_some());
         queue(worker, &mut batch);
         if ticking {
             let inbox = worker.inbox();
