@@ -206,7 +206,7 @@ pub trait ExecutorExt: Executor {
         }
         let map = Map {
             chunks,
-            ready: VecDeque::new(),
+            ready: Vec::new().into_iter(),
             remaining: total,
             deadline,
             timeout: options.timeout,
@@ -261,7 +261,8 @@ struct MapChunk<R> {
 #[derive(Debug)]
 pub struct Map<R> {
     chunks: VecDeque<MapChunk<R>>,
-    ready: VecDeque<Result<R, Error>>,
+    /// The outcomes of the chunk being yielded (taken from its future, not copied).
+    ready: std::vec::IntoIter<Result<R, Error>>,
     remaining: usize,
     deadline: Option<web_time::Instant>,
     timeout: Option<Duration>,
@@ -280,16 +281,19 @@ impl<R> Map<R> {
         self.chunks.iter().map(|c| (&c.future, c.len))
     }
 
-    /// Moves a finished chunk's outcomes into `ready`.
+    /// Makes a finished chunk's outcomes the ones to yield next.
     fn unpack(&mut self, len: usize, outcome: Result<Vec<Result<R, Error>>, Error>) {
-        match outcome {
-            Ok(outcomes) => self.ready.extend(outcomes),
-            Err(e) => self.ready.extend(std::iter::repeat_n(e, len).map(Err)),
-        }
+        self.ready = match outcome {
+            Ok(outcomes) => outcomes.into_iter(),
+            Err(e) => std::iter::repeat_n(e, len)
+                .map(Err)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        };
     }
 
     fn take_ready(&mut self) -> Option<Result<R, Error>> {
-        let next = self.ready.pop_front()?;
+        let next = self.ready.next()?;
         self.remaining -= 1;
         Some(next)
     }
@@ -297,7 +301,7 @@ impl<R> Map<R> {
     /// The next result, awaited rather than blocked on (the browser's form). The timeout
     /// does not apply here; race it against a timer if needed.
     pub async fn next_async(&mut self) -> Option<Result<R, Error>> {
-        if self.ready.is_empty() {
+        if self.ready.len() == 0 {
             let chunk = self.chunks.pop_front()?;
             let outcome = chunk.future.await;
             self.unpack(chunk.len, outcome);
@@ -319,7 +323,7 @@ impl<R> Iterator for Map<R> {
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.ready.is_empty() {
+        if self.ready.len() == 0 {
             let chunk = self.chunks.front()?;
             let left = self
                 .deadline
