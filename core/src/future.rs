@@ -33,12 +33,16 @@ pub enum FutureState {
 type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
 type Hook = Box<dyn FnOnce() + Send>;
 type Terminator = Arc<dyn Fn() -> bool + Send + Sync>;
+type Deferred<T> = Box<dyn FnOnce() -> Result<T, Error> + Send>;
 
 enum Status<T> {
     Pending,
     Running,
     Cancelled,
     Done(Result<T, Error>),
+    /// Finished; the outcome is made on first use, by whoever reads it (see
+    /// [`Promise::set_deferred`]).
+    Deferred(Deferred<T>),
     /// Finished successfully, and the value was moved out by `join` or `.await`.
     Taken,
 }
@@ -60,7 +64,16 @@ impl<T> Slot<T> {
             Status::Pending => FutureState::Pending,
             Status::Running => FutureState::Running,
             Status::Cancelled => FutureState::Cancelled,
-            Status::Done(_) | Status::Taken => FutureState::Finished,
+            Status::Done(_) | Status::Deferred(_) | Status::Taken => FutureState::Finished,
+        }
+    }
+
+    /// Makes a deferred outcome now (on the reading thread), so the status is final.
+    fn force(&mut self) {
+        if matches!(self.status, Status::Deferred(_)) {
+            if let Status::Deferred(make) = std::mem::replace(&mut self.status, Status::Taken) {
+                self.status = Status::Done(make());
+            }
         }
     }
 
@@ -187,12 +200,15 @@ impl<T> Future<T> {
     where
         T: Clone,
     {
-        let slot = self.wait_done(timeout)?;
+        let mut slot = self.wait_done(timeout)?;
+        slot.force();
         match &slot.status {
             Status::Done(outcome) => outcome.clone(),
             Status::Cancelled => Err(Error::Cancelled),
             Status::Taken => Err(Error::ResultTaken),
-            Status::Pending | Status::Running => unreachable!("wait_done returns only when done"),
+            Status::Pending | Status::Running | Status::Deferred(_) => {
+                unreachable!("wait_done returns only when done, and force ends deferral")
+            }
         }
     }
 
@@ -200,12 +216,15 @@ impl<T> Future<T> {
     /// succeeded (Python's `Future.exception()`). Cancellation, timeout and `WouldBlock` are
     /// returned as `Err`, as Python raises them.
     pub fn error(&self, timeout: Option<Duration>) -> Result<Option<Error>, Error> {
-        let slot = self.wait_done(timeout)?;
+        let mut slot = self.wait_done(timeout)?;
+        slot.force();
         match &slot.status {
             Status::Done(Err(e)) => Ok(Some(e.clone())),
             Status::Done(Ok(_)) | Status::Taken => Ok(None),
             Status::Cancelled => Err(Error::Cancelled),
-            Status::Pending | Status::Running => unreachable!("wait_done returns only when done"),
+            Status::Pending | Status::Running | Status::Deferred(_) => {
+                unreachable!("wait_done returns only when done, and force ends deferral")
+            }
         }
     }
 
@@ -324,6 +343,7 @@ impl<T> Future<T> {
 }
 
 fn take_outcome<T>(slot: &mut Slot<T>) -> Result<T, Error> {
+    slot.force();
     match std::mem::replace(&mut slot.status, Status::Taken) {
         Status::Done(Ok(value)) => Ok(value),
         Status::Done(Err(e)) => {
@@ -335,9 +355,9 @@ fn take_outcome<T>(slot: &mut Slot<T>) -> Result<T, Error> {
             Err(Error::Cancelled)
         }
         Status::Taken => Err(Error::ResultTaken),
-        other @ (Status::Pending | Status::Running) => {
+        other @ (Status::Pending | Status::Running | Status::Deferred(_)) => {
             slot.status = other;
-            unreachable!("take_outcome is only called on done futures")
+            unreachable!("take_outcome is only called on done futures, after force")
         }
     }
 }
@@ -451,6 +471,23 @@ impl<T> Promise<T> {
     /// or resolved by someone else), in which case nothing changes.
     pub fn set_outcome(self, outcome: Result<T, Error>) -> bool {
         self.resolve(outcome)
+    }
+
+    /// Finishes the future with an outcome that `make` produces when it is first read, on the
+    /// reading thread: a pool's I/O thread hands over a worker's reply still encoded, and the
+    /// consumer decodes it, so the two share that work. Returns `false` if the future was
+    /// already done. `make` runs at most once, under the future's lock.
+    pub(crate) fn set_deferred(
+        self,
+        make: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> bool {
+        let mut slot = lock(&self.future.inner);
+        if slot.is_done() {
+            return false;
+        }
+        slot.status = Status::Deferred(Box::new(make));
+        self.future.fire(slot);
+        true
     }
 
     /// Cancels the future if it is still pending (for `shutdown(cancel_futures = true)`).
@@ -700,5 +737,43 @@ mod tests {
         });
         assert_eq!(crate::conformance::block_on(f), Ok(11));
         assert!(h.join().unwrap());
+    }
+
+    #[test]
+    fn a_deferred_outcome_is_made_once_by_the_first_reader_on_its_thread() {
+        let made = Arc::new(AtomicUsize::new(0));
+        let made_on = Arc::new(Mutex::new(None));
+        let (p, f) = Promise::<u32>::new();
+        let (m, on) = (made.clone(), made_on.clone());
+        let h = thread::spawn(move || {
+            p.set_deferred(move || {
+                m.fetch_add(1, Ordering::SeqCst);
+                *on.lock().unwrap() = Some(thread::current().id());
+                Ok(5)
+            })
+        });
+        assert!(h.join().unwrap(), "the promise resolved the future");
+        assert!(f.done());
+        assert_eq!(f.state(), FutureState::Finished);
+        assert_eq!(made.load(Ordering::SeqCst), 0, "nothing made before a read");
+        assert_eq!(f.error(None), Ok(None));
+        assert_eq!(f.result(None), Ok(5));
+        assert_eq!(f.clone().join(), Ok(5));
+        assert_eq!(f.result(None), Err(Error::ResultTaken));
+        assert_eq!(made.load(Ordering::SeqCst), 1, "made exactly once");
+        assert_eq!(*made_on.lock().unwrap(), Some(thread::current().id()));
+    }
+
+    #[test]
+    fn a_deferred_error_is_reported_to_every_reader_and_a_done_future_refuses_deferral() {
+        let (p, f) = Promise::<u32>::new();
+        assert!(p.set_deferred(|| Err(Error::Serialization("bad reply".into()))));
+        let bad = Err(Error::Serialization("bad reply".into()));
+        assert_eq!(f.result(None), bad);
+        assert_eq!(f.clone().join(), bad);
+        let (p, f) = Promise::<u32>::new();
+        assert!(f.cancel());
+        assert!(!p.set_deferred(|| Ok(1)), "already cancelled");
+        assert_eq!(f.result(None), Err(Error::Cancelled));
     }
 }

@@ -54,8 +54,8 @@ trait Work: Send + 'static {
     fn encode_args(&self) -> Result<Vec<u8>, Error>;
     /// Runs here; panics become [`Error::Panicked`].
     fn run(self) -> Result<Self::Output, Error>;
-    /// Reads a worker's reply to [`encode_args`](Work::encode_args).
-    fn decode(&self, bytes: &[u8]) -> Result<Self::Output, Error>;
+    /// Reads a worker's reply to the encoded arguments of `calls` calls.
+    fn decode(bytes: &[u8], calls: usize) -> Result<Self::Output, Error>;
 }
 
 /// Decodes a worker's reply to `calls` calls (the output of [`TaskFn::invoke`]): one outcome
@@ -105,7 +105,7 @@ impl<A: Value, R: Value> Work for Call<A, R> {
         panic::catch(|| f(arg)).map_err(Error::Panicked)
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<R, Error> {
+    fn decode(bytes: &[u8], _calls: usize) -> Result<R, Error> {
         decode_outcomes::<R>(bytes, 1)?
             .pop()
             .unwrap_or_else(|| unreachable!("decode_outcomes checked there is one outcome"))
@@ -142,8 +142,8 @@ impl<A: Value, R: Value> Work for Chunk<A, R> {
             .collect())
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<Self::Output, Error> {
-        decode_outcomes::<R>(bytes, self.args.len())
+    fn decode(bytes: &[u8], calls: usize) -> Result<Self::Output, Error> {
+        decode_outcomes::<R>(bytes, calls)
     }
 }
 
@@ -173,7 +173,7 @@ impl<R: Send + 'static> Work for Closure<R> {
         panic::catch(self.f).map_err(Error::Panicked)
     }
 
-    fn decode(&self, _bytes: &[u8]) -> Result<R, Error> {
+    fn decode(_bytes: &[u8], _calls: usize) -> Result<R, Error> {
         Err(Error::Serialization(
             "a closure job cannot take an encoded result".into(),
         ))
@@ -214,9 +214,17 @@ impl<W: Work> Erased for WithPromise<W> {
         }
     }
 
+    /// A chunk's reply is decoded by whoever reads its future (the consumer of a `map`),
+    /// not here on the pool's I/O thread: that thread then only moves bytes, and decoding
+    /// runs beside it instead of in line. A single call's reply is small: decoded at once.
     fn complete_encoded(self: Box<Self>, bytes: &[u8]) {
-        let outcome = self.work.decode(bytes);
-        self.promise.set_outcome(outcome);
+        let calls = self.work.len();
+        if calls > 1 {
+            let bytes = bytes.to_vec();
+            self.promise.set_deferred(move || W::decode(&bytes, calls));
+        } else {
+            self.promise.set_outcome(W::decode(bytes, calls));
+        }
     }
 
     fn fail(self: Box<Self>, error: Error) {
