@@ -7,7 +7,7 @@
 //! a turn runs, new jobs and answers accumulate, and the next turn moves them all at once.
 //!
 //! It is also the only thread that starts workers: on Linux a worker's parent-death signal
-//! follows the *thread* that forked it, and this thread lives exactly as long as the pool.
+//! follows the *thread* that started it, and this thread lives exactly as long as the pool.
 //! Its reading side is in `answers`, starting and reaping workers in `lifecycle`.
 
 use std::io::{self, Read};

@@ -69,7 +69,7 @@ impl Io {
 
     /// Decides the fate of the jobs a dead worker held.
     /// Starts workers until the pool is at full strength (when there is reason to); returns
-    /// whether it started any. Starting one costs a `fork`: they boot in parallel.
+    /// whether it started any. Starting one costs a `posix_spawn`: they boot in parallel.
     pub(super) fn spawn_missing(&mut self, initial: bool) -> Result<bool, Error> {
         let mut started = false;
         while self.spawn_one(initial)? {

@@ -1,6 +1,7 @@
 //! The few operating-system calls the process pool needs beyond `std`, each behind a safe
 //! function: descriptor flags, `poll`, the parent-death signal, and naming how a process ended.
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
@@ -29,33 +30,98 @@ pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// In a freshly forked child, before `exec`: keeps `fd` open across the `exec` and, on Linux,
-/// asks for SIGKILL when the parent thread dies, then closes the race with a parent that died
-/// before the request by checking the parent pid. Only async-signal-safe calls (no
-/// allocation, no locks); errors carry only an OS error number.
-pub(crate) fn prepare_child(fd: RawFd, parent: u32) -> io::Result<()> {
-    // SAFETY: `fd` is the child's end of the socket pair, open in this freshly forked process
-    // (descriptors are copied by fork); F_GETFD/F_SETFD only change its descriptor flags.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-            return Err(io::Error::last_os_error());
+/// Starts `path` with `argv` and `envp` (null-terminated arrays of pointers to NUL-terminated
+/// strings) by `posix_spawn`, and returns its pid. In the child, `keep` stays open across the
+/// `exec` (a `dup2` of a descriptor onto itself clears its close-on-exec flag, as POSIX
+/// specifies and glibc and musl do, so no other program started meanwhile inherits it),
+/// `stdin` becomes its standard input, and what the parent's runtime changed is reset: the
+/// signal mask is emptied and SIGPIPE is back to its default action.
+///
+/// On Linux, glibc and musl run the child on its own stack in this process's memory until its
+/// `exec` (`CLONE_VM | CLONE_VFORK`): no page tables are copied, and this process's pages are
+/// not made copy-on-write, as a `fork` would.
+pub(crate) fn spawn_program(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    keep: RawFd,
+    stdin: RawFd,
+) -> io::Result<libc::pid_t> {
+    let ok = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(rc))
         }
+    };
+    assert!(
+        argv.last().is_some_and(|p| p.is_null()) && envp.last().is_some_and(|p| p.is_null()),
+        "argv and envp must end with a null pointer"
+    );
+    // SAFETY: the file actions and attributes are initialised before use and destroyed
+    // exactly once below; every other argument is a plain value, a signal set we initialised,
+    // or one of the caller's arrays, which end with a null pointer (checked above) and point to
+    // NUL-terminated strings alive for this call. posix_spawn only reads them.
+    unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        ok(libc::posix_spawn_file_actions_init(&mut actions))?;
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        if let Err(e) = ok(libc::posix_spawnattr_init(&mut attr)) {
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+            return Err(e);
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let flags = (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;
+        let mut pid: libc::pid_t = 0;
+        let result = ok(libc::posix_spawn_file_actions_adddup2(
+            &mut actions,
+            keep,
+            keep,
+        ))
+        .and_then(|()| {
+            ok(libc::posix_spawn_file_actions_adddup2(
+                &mut actions,
+                stdin,
+                0,
+            ))
+        })
+        .and_then(|()| ok(libc::posix_spawnattr_setsigmask(&mut attr, &none)))
+        .and_then(|()| ok(libc::posix_spawnattr_setsigdefault(&mut attr, &pipe)))
+        .and_then(|()| ok(libc::posix_spawnattr_setflags(&mut attr, flags)))
+        .and_then(|()| {
+            ok(libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &actions,
+                &attr,
+                argv.as_ptr().cast(),
+                envp.as_ptr().cast(),
+            ))
+        });
+        libc::posix_spawnattr_destroy(&mut attr);
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        result.map(|()| pid)
     }
+}
+
+/// In a worker, first thing: on Linux, asks for SIGKILL when the thread that started it (the
+/// pool's I/O thread) ends, then checks that the pool's process `parent` is still its parent,
+/// closing the race with a pool that died before the request. `false`: the pool is gone.
+pub(crate) fn watch_parent(parent: u32) -> bool {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: PR_SET_PDEATHSIG takes a signal number and changes only this process's own
-        // attribute; it is a plain system call, safe between fork and exec.
+        // attribute.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
-            return Err(io::Error::last_os_error());
+            return false;
         }
     }
     // SAFETY: getppid has no preconditions and cannot fail.
-    if unsafe { libc::getppid() } as u32 != parent {
-        // The pool's process is gone. ESRCH, built from a number: nothing may allocate here.
-        return Err(io::Error::from_raw_os_error(libc::ESRCH));
-    }
-    Ok(())
+    unsafe { libc::getppid() as u32 == parent }
 }
 
 /// True if `fd` is an open socket (a worker checks the descriptor it was told about before

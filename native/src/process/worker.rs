@@ -149,6 +149,10 @@ impl Worker {
 
 /// Runs the worker: handshake, initializer, then jobs until the channel closes.
 fn serve(env: WorkerEnv) -> io::Result<i32> {
+    if !sys::watch_parent(env.parent) {
+        // The pool's process is already gone: nobody to serve.
+        return Ok(0);
+    }
     if !sys::is_socket(env.fd) {
         return Err(io::Error::other(format!(
             "descriptor {} named by {ENV} is not a socket",
