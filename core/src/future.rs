@@ -470,7 +470,7 @@ impl<T> Promise<T> {
     /// Finishes the future with `outcome`. Returns `false` if it was already done (cancelled,
     /// or resolved by someone else), in which case nothing changes.
     pub fn set_outcome(self, outcome: Result<T, Error>) -> bool {
-        self.resolve(outcome)
+        self.resolve(Status::Done(outcome))
     }
 
     /// Finishes the future with an outcome that `make` produces when it is first read, on the
@@ -481,13 +481,7 @@ impl<T> Promise<T> {
         self,
         make: impl FnOnce() -> Result<T, Error> + Send + 'static,
     ) -> bool {
-        let mut slot = lock(&self.future.inner);
-        if slot.is_done() {
-            return false;
-        }
-        slot.status = Status::Deferred(Box::new(make));
-        self.future.fire(slot);
-        true
+        self.resolve(Status::Deferred(Box::new(make)))
     }
 
     /// Cancels the future if it is still pending (for `shutdown(cancel_futures = true)`).
@@ -496,12 +490,13 @@ impl<T> Promise<T> {
         self.future.cancel()
     }
 
-    fn resolve(&self, outcome: Result<T, Error>) -> bool {
+    /// Moves the future to a finished `status` unless it is done already.
+    fn resolve(&self, status: Status<T>) -> bool {
         let mut slot = lock(&self.future.inner);
         if slot.is_done() {
             return false;
         }
-        slot.status = Status::Done(outcome);
+        slot.status = status;
         self.future.fire(slot);
         true
     }
@@ -510,9 +505,9 @@ impl<T> Promise<T> {
 impl<T> Drop for Promise<T> {
     fn drop(&mut self) {
         if !self.future.done() {
-            self.resolve(Err(Error::Broken(
+            self.resolve(Status::Done(Err(Error::Broken(
                 "the executor dropped the task without running it".into(),
-            )));
+            ))));
         }
     }
 }

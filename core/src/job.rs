@@ -56,6 +56,9 @@ trait Work: Send + 'static {
     fn run(self) -> Result<Self::Output, Error>;
     /// Reads a worker's reply to the encoded arguments of `calls` calls.
     fn decode(bytes: &[u8], calls: usize) -> Result<Self::Output, Error>;
+    /// Whether a worker's reply is decoded by the future's first reader rather than on the
+    /// thread that receives it: worth a copy of the reply only when it is large.
+    const DECODE_ON_READ: bool = false;
 }
 
 /// Decodes a worker's reply to `calls` calls (the output of [`TaskFn::invoke`]): one outcome
@@ -121,6 +124,9 @@ struct Chunk<A, R> {
 
 impl<A: Value, R: Value> Work for Chunk<A, R> {
     type Output = Vec<Result<R, Error>>;
+    /// A `map` chunk's reply holds many outcomes: its consumer decodes them, so a pool's
+    /// I/O thread only moves bytes and the decoding runs beside it instead of in line.
+    const DECODE_ON_READ: bool = true;
 
     fn len(&self) -> usize {
         self.args.len()
@@ -214,12 +220,9 @@ impl<W: Work> Erased for WithPromise<W> {
         }
     }
 
-    /// A chunk's reply is decoded by whoever reads its future (the consumer of a `map`),
-    /// not here on the pool's I/O thread: that thread then only moves bytes, and decoding
-    /// runs beside it instead of in line. A single call's reply is small: decoded at once.
     fn complete_encoded(self: Box<Self>, bytes: &[u8]) {
         let calls = self.work.len();
-        if calls > 1 {
+        if W::DECODE_ON_READ {
             let bytes = bytes.to_vec();
             self.promise.set_deferred(move || W::decode(&bytes, calls));
         } else {
