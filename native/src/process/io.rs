@@ -346,7 +346,7 @@ impl Io {
             if let Some(closed) = conn.closed_at {
                 // Waiting for it to exit, usually a matter of microseconds: `poll` watches for
                 // the exit where the system can say, else check often.
-                if conn.stream.is_some() || conn.child.exit_fd().is_none() {
+                if conn.child.exit_fd().is_none() {
                     soonest(now + Duration::from_millis(1).min(EXIT_GRACE));
                 }
                 soonest(closed + EXIT_GRACE);
@@ -393,33 +393,21 @@ impl Io {
     /// readable channel.
     fn wait_and_read(&mut self, timeout: Option<Duration>) {
         let mut fds = Vec::with_capacity(self.conns.len() + 1);
-        fds.push(libc::pollfd {
-            fd: self.wake_rx.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        fds.push(sys::readable(self.wake_rx.as_raw_fd()));
         let mut index = Vec::with_capacity(self.conns.len());
         let mut exits = Vec::new();
         for (i, conn) in self.conns.iter().enumerate() {
-            if conn.stream.is_none() {
-                // Closed, waiting for its exit (reaped after the wait).
-                exits.extend(conn.child.exit_fd().map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                }));
-            }
-            if let Some(stream) = &conn.stream {
-                let mut events = libc::POLLIN;
-                if conn.pending() > 0 {
-                    events |= libc::POLLOUT;
+            match &conn.stream {
+                Some(stream) => {
+                    let mut fd = sys::readable(stream.as_raw_fd());
+                    if conn.pending() > 0 {
+                        fd.events |= libc::POLLOUT;
+                    }
+                    fds.push(fd);
+                    index.push(i);
                 }
-                fds.push(libc::pollfd {
-                    fd: stream.as_raw_fd(),
-                    events,
-                    revents: 0,
-                });
-                index.push(i);
+                // Closed, waiting for its exit (reaped after the wait).
+                None => exits.extend(conn.child.exit_fd().map(sys::readable)),
             }
         }
         let streams = fds.len();

@@ -177,11 +177,7 @@ impl Io {
                 .conns
                 .iter()
                 .filter_map(|conn| conn.child.exit_fd())
-                .map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
+                .map(sys::readable)
                 .collect();
             if watch.len() == self.conns.len() {
                 let grace = self

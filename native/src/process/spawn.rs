@@ -130,7 +130,8 @@ fn c_string(s: &OsStr) -> io::Result<CString> {
 pub(crate) struct Process {
     pid: libc::pid_t,
     status: Option<ExitStatus>,
-    /// Readable once the process has ended (see [`sys::exit_watch`]).
+    /// Readable once the process has ended (see [`sys::exit_watch`]); closed when it is
+    /// reaped.
     exit_watch: Option<OwnedFd>,
 }
 
@@ -143,10 +144,7 @@ impl Process {
     /// A descriptor that becomes readable when the process ends, while it is not reaped, where
     /// the system offers one.
     pub fn exit_fd(&self) -> Option<RawFd> {
-        match self.status {
-            Some(_) => None,
-            None => self.exit_watch.as_ref().map(AsRawFd::as_raw_fd),
-        }
+        self.exit_watch.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// The exit status, if the process has ended (reaping it).
@@ -234,12 +232,7 @@ impl WorkerCommand {
             ),
         };
         let shown = arg0.to_string_lossy().into_owned();
-        let cannot = |e: io::Error| {
-            io::Error::new(
-                e.kind(),
-                format!("could not start worker process {shown}: {e}"),
-            )
-        };
+        let cannot = |e| cannot_start(&shown, e);
         let path = c_string(program.map_err(cannot)?.as_os_str())?;
         // SAFETY: `path` is a NUL-terminated string; access only reads it.
         if unsafe { libc::access(path.as_ptr(), libc::X_OK) } != 0 {
@@ -258,6 +251,14 @@ impl WorkerCommand {
     }
 }
 
+/// `e`, saying which worker program could not be started.
+fn cannot_start(shown: &str, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("could not start worker process {shown}: {e}"),
+    )
+}
+
 /// Starts one worker; returns the process and the pool's (non-blocking) end of its channel.
 ///
 /// The child is started with `posix_spawn` (see [`sys::spawn_program`]): it shares this
@@ -269,12 +270,7 @@ pub(crate) fn spawn(
     launch: &Launch,
     initializer: Option<u64>,
 ) -> io::Result<(Process, UnixStream)> {
-    let cannot = |e: io::Error| {
-        io::Error::new(
-            e.kind(),
-            format!("could not start worker process {}: {e}", launch.shown),
-        )
-    };
+    let cannot = |e| cannot_start(&launch.shown, e);
     let (ours, theirs) = UnixStream::pair()?;
     let fd = theirs.as_raw_fd();
     let parent = std::process::id();

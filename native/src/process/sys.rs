@@ -111,14 +111,13 @@ pub(crate) fn spawn_program(
 /// In a worker, first thing: on Linux, asks for SIGKILL when the thread that started it (the
 /// pool's I/O thread) ends, then checks that the pool's process `parent` is still its parent,
 /// closing the race with a pool that died before the request. `false`: the pool is gone.
+/// (Were the request refused, end-of-file on the channel would still end the worker.)
 pub(crate) fn watch_parent(parent: u32) -> bool {
     #[cfg(target_os = "linux")]
-    {
-        // SAFETY: PR_SET_PDEATHSIG takes a signal number and changes only this process's own
-        // attribute.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
-            return false;
-        }
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and changes only this process's own
+    // attribute.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
     // SAFETY: getppid has no preconditions and cannot fail.
     unsafe { libc::getppid() as u32 == parent }
@@ -158,6 +157,15 @@ pub(crate) fn exit_watch(pid: libc::pid_t) -> Option<OwnedFd> {
     #[cfg(not(target_os = "linux"))]
     let _ = pid;
     None
+}
+
+/// A `poll` entry waiting for `fd` to be readable (input, end of file, or a pidfd's exit).
+pub(crate) fn readable(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
 }
 
 /// Reads from a socket without waiting, whatever its blocking mode: `WouldBlock` when nothing

@@ -212,20 +212,9 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
 /// first job starts without waiting for the control thread to start and hand it over.
 fn serve_jobs(worker: Arc<Worker>, stream: UnixStream) -> io::Result<i32> {
     let mut reader = FrameReader::new(MAX_FRAME_LEN);
-    match reader.fill(&mut sys::NoWait(stream.as_fd())) {
-        // End of file is seen again by the control thread, which ends the process.
-        Ok(_) => {}
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) => {}
-        Err(e) => return Err(e),
-    }
-    let mut batch = Vec::new();
-    take_frames(&worker, &mut reader, &mut batch);
-    let timeouts = batch.iter().any(|r| r.timeout.is_some());
-    queue(&worker, &mut batch);
+    // End of file is seen again by the control thread, which ends the process.
+    read_now(&mut reader, &stream)?;
+    let timeouts = take_in(&worker, &mut reader);
     let control = Arc::clone(&worker);
     std::thread::Builder::new()
         .name("primepool-worker-control".into())
@@ -313,35 +302,25 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
 /// this worker wrote: the kernel's "room to write" wake-up reaches every sleeper on the
 /// socket, while `poll` filters it out. That was one wasted wake-up per job.)
 fn control_loop(worker: &Worker, stream: UnixStream, mut reader: FrameReader, timeouts: bool) -> ! {
-    let mut batch: Vec<Run> = Vec::new();
     let mut ticking = timeouts;
     loop {
-        let mut fds = [libc::pollfd {
-            fd: stream.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        if let Err(e) = sys::poll(&mut fds, ticking.then_some(TICK)) {
+        if let Err(e) = sys::poll(
+            &mut [sys::readable(stream.as_raw_fd())],
+            ticking.then_some(TICK),
+        ) {
             fail(&format!("waiting for the channel: {e}"));
         }
-        match reader.fill(&mut sys::NoWait(stream.as_fd())) {
+        match read_now(&mut reader, &stream) {
             // The pool closed the channel, or its process is gone: nothing left to serve.
-            Ok(0) => std::process::exit(if reader.finish().is_ok() {
+            Ok(true) => std::process::exit(if reader.finish().is_ok() {
                 0
             } else {
                 EXIT_PROTOCOL
             }),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
+            Ok(false) => {}
             Err(e) => fail(&format!("reading the channel: {e}")),
         }
-        take_frames(worker, &mut reader, &mut batch);
-        ticking |= batch.iter().any(|r| r.timeout.is_some());
-        queue(worker, &mut batch);
+        ticking |= take_in(worker, &mut reader);
         if ticking {
             let inbox = worker.inbox();
             if let Some(current) = &inbox.current {
@@ -356,13 +335,32 @@ fn control_loop(worker: &Worker, stream: UnixStream, mut reader: FrameReader, ti
     }
 }
 
-/// Decodes the complete frames `reader` holds: jobs go to `batch` (queued by the caller),
-/// `Terminate` and `Revoke` are acted on at once (after queueing the jobs before them).
-fn take_frames(worker: &Worker, reader: &mut FrameReader, batch: &mut Vec<Run>) {
+/// Reads what the channel holds now, without waiting: `true` at end of file.
+fn read_now(reader: &mut FrameReader, stream: &UnixStream) -> io::Result<bool> {
+    match reader.fill(&mut sys::NoWait(stream.as_fd())) {
+        Ok(n) => Ok(n == 0),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Acts on the complete frames `reader` holds: jobs go to the main thread's queue, `Terminate`
+/// and `Revoke` are acted on at once (after queueing the jobs before them). Returns whether
+/// any of the jobs has a timeout (the control thread must then watch the clock).
+fn take_in(worker: &Worker, reader: &mut FrameReader) -> bool {
+    let mut batch = Vec::new();
+    let mut timeouts = false;
     loop {
         let range = match reader.next_frame() {
             Ok(Some(range)) => range,
-            Ok(None) => return,
+            Ok(None) => break,
             Err(e) => fail(&e.to_string()),
         };
         match protocol::decode::<ToWorker<'_>>(reader.payload(range)) {
@@ -372,24 +370,29 @@ fn take_frames(worker: &Worker, reader: &mut FrameReader, batch: &mut Vec<Run>) 
                 func,
                 timeout_us,
                 args,
-            }) => batch.push(Run {
-                id,
-                trampoline,
-                func,
-                timeout: timeout_us.map(Duration::from_micros),
-                args: args.0.to_vec(),
-            }),
+            }) => {
+                timeouts |= timeout_us.is_some();
+                batch.push(Run {
+                    id,
+                    trampoline,
+                    func,
+                    timeout: timeout_us.map(Duration::from_micros),
+                    args: args.0.to_vec(),
+                });
+            }
             Ok(ToWorker::Terminate { id }) => {
-                queue(worker, batch);
+                queue(worker, &mut batch);
                 terminate(worker, id);
             }
             Ok(ToWorker::Revoke { id }) => {
-                queue(worker, batch);
+                queue(worker, &mut batch);
                 revoke(worker, id);
             }
             Err(e) => fail(&e),
         }
     }
+    queue(worker, &mut batch);
+    timeouts
 }
 
 /// Hands the jobs read so far to the main thread.
