@@ -169,7 +169,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         "build",
         "--release",
         "-p",
-        "primepool",
+        "primepool-cli",
         "--bin",
         "primepool",
     ]))?;

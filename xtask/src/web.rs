@@ -267,6 +267,6 @@ pub fn serve(args: &[String]) -> Result<(), String> {
     }
     build()?;
     run(cargo()
-        .args(["run", "--release", "-p", "primepool", "--", "serve"])
+        .args(["run", "--release", "-p", "primepool-cli", "--", "serve"])
         .args(serve_args))
 }

@@ -369,7 +369,7 @@ mod tests {
         assert_eq!(measured.len(), 1);
         assert_eq!(measured[0].times.len(), 2);
         // CPython's outputs for 9900..=9999, as committed by the core crate.
-        let cpython: Vec<u32> = include_str!("../../../core/tests/seed_9900_9999.txt")
+        let cpython: Vec<u32> = include_str!("../../core/tests/seed_9900_9999.txt")
             .trim()
             .trim_matches(['[', ']'])
             .split(',')

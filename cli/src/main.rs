@@ -1,4 +1,5 @@
-//! The `primepool` command line: clap definitions and dispatch to one module per subcommand.
+//! The `primepool` command: the source document's demos and benchmark, and the web page's
+//! static server. See `primepool --help`.
 //!
 //! Exit statuses: 0 success, 1 a failure while running (a task or a backend failed), 2 a usage
 //! error (clap's convention), 3 backends disagreed on the outputs, 130 interrupted by Ctrl-C.
@@ -122,7 +123,9 @@ struct ServeArgs {
 }
 
 /// Parses the command line and runs it; returns the process's exit status.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // First: in a worker process started by a process pool this runs the worker and exits.
+    primepool::run_worker_if_requested();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
