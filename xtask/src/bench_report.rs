@@ -1,8 +1,9 @@
 //! `cargo xtask bench-report`: runs, in one go, the primepool benchmarks (`primepool bench
 //! --json` and the criterion `suite`) and the same measurements of CPython's
-//! `concurrent.futures` (`bench/cpython_bench.py`), then writes `docs/benchmarks.md` and its
-//! chart, so the published figures are always a real run that anyone can repeat.
+//! `concurrent.futures` (`bench/cpython_bench.py`), and the cluster figures beside Dask's
+//! (`bench_report/cluster.rs`), then writes `docs/benchmarks.md` and its chart, so the published figures are always a real run that anyone can repeat.
 
+mod cluster;
 mod data;
 mod quiet;
 mod render;
@@ -223,6 +224,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
     if let Err(why) = &cpython {
         eprintln!("xtask: CPython figures skipped: {why}");
     }
+    let cluster = measured(&mut loads, "cluster: ClusterExecutor and Dask", 1, || {
+        Ok(cluster::measure(&root, &target_dir(), quick))
+    })?;
     machine.load_after = load_average();
 
     let figures = Figures {
@@ -236,11 +240,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
         loads,
         quick,
     };
-    let markdown = render::markdown(&figures);
+    let mut markdown = render::markdown(&figures);
+    markdown.push_str(&cluster::markdown(&cluster));
     let out = docs.join("benchmarks.md");
     std::fs::write(&out, markdown).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     eprintln!("xtask: wrote {} and docs/benchmarks.svg", out.display());
-    for target in render::targets(&figures) {
+    for target in render::targets(&figures)
+        .into_iter()
+        .chain(cluster::targets(&cluster))
+    {
         eprintln!(
             "  {:<4} {}: {}",
             target.verdict(),

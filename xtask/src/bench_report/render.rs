@@ -100,7 +100,7 @@ fn cpy<'a>(figures: &'a Figures, pick: impl Fn(&'a Cpython) -> Option<&'a Timing
 }
 
 /// A target met when `value >= floor` (or `<= ceiling` with `at_most`).
-fn bound_target(
+pub(super) fn bound_target(
     name: &str,
     requirement: &str,
     value: Option<f64>,
