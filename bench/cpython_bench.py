@@ -4,7 +4,8 @@ Run: python3 bench/cpython_bench.py [--quick] [--skip-large]
 
 Prints one JSON document on stdout (progress on stderr). Every pool figure includes pool
 creation and shutdown (a `with` block), as primepool's `bench` timings do, except the warm
-round trips, which reuse one pool. Each figure is the median of a few runs (fewer with
+round trips, which reuse one pool (and the pipe floor beside them: two processes ping-ponging
+8 bytes). Each figure is the median of a few runs (fewer with
 --quick); --skip-large leaves out the slow seed ranges 19900..=19999 and 39900..=39999.
 The pools use the platform's default start method (fork on Linux before Python 3.14).
 """
@@ -86,6 +87,38 @@ def round_trip(pool, argument, runs):
             "runs": runs}
 
 
+def pipe_floor(runs):
+    """Two processes ping-ponging 8 bytes over a pair of pipes, as the suite's floor does, timed
+    with the same clock and loop as `round_trip`: what the machine charges Python's side."""
+    to_child, child_in = os.pipe()
+    child_out, from_child = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(child_in)
+        os.close(child_out)
+        while True:
+            message = os.read(to_child, 8)
+            if not message:
+                os._exit(0)
+            os.write(from_child, message)
+    os.close(to_child)
+    os.close(from_child)
+    message = b"primepoo"
+    os.write(child_in, message)
+    os.read(child_out, 8)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        os.write(child_in, message)
+        os.read(child_out, 8)
+        times.append(time.perf_counter() - start)
+    os.close(child_in)
+    os.close(child_out)
+    os.waitpid(pid, 0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "runs": runs}
+
+
 def main():
     quick = "--quick" in sys.argv
     skip_large = "--skip-large" in sys.argv
@@ -116,8 +149,9 @@ def main():
     out["map_noop_200000_chunksize_500"] = timed(lambda: map_noop(200_000, 500), runs)
 
     log("cpython: warm round trips")
+    out["round_trip_pipe_floor"] = pipe_floor(2_000 if not quick else 200)
     with ProcessPoolExecutor(WORKERS) as pool:
-        out["round_trip_noop_process"] = round_trip(pool, 1, 200 if not quick else 50)
+        out["round_trip_noop_process"] = round_trip(pool, 1, 1_000 if not quick else 100)
         out["round_trip_1mib_process"] = round_trip(pool, bytes(MIB), 20 if not quick else 5)
     with ThreadPoolExecutor(WORKERS) as pool:
         out["round_trip_noop_thread"] = round_trip(pool, 1, 2_000 if not quick else 200)

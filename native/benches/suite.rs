@@ -21,6 +21,14 @@
 //!   `submit` per chunk carrying a `Vec` of inputs, by hand: the same messages and one future
 //!   per chunk either way, so the difference is what `map` itself adds.
 //!
+//! - `floor_round_trip/*`: what the machine itself charges for a round trip, measured in the
+//!   same run so that every latency figure stands beside its floor: two processes of this
+//!   binary ping-ponging 8 bytes over a pair of pipes (`pipe/*`) and over a Unix socket pair
+//!   (`socketpair/*`, the process pool's channel), `unpinned` (the scheduler places both) and
+//!   `pinned` to different CPUs (`sched_setaffinity`); and two threads of one process
+//!   ping-ponging over blocking channels (`thread_channel`), the floor a thread pool's lone
+//!   task would pay if its workers slept in the kernel.
+//!
 //! `rayon/...` entries are rayon itself on a 2-thread pool: `spawn` round trip and batch,
 //! `par_iter` over the no-ops and over the seed workload, pool build to first result.
 //!
@@ -29,7 +37,12 @@
 //! samples are few and short: compare ratios within one run. This binary is its own process
 //! pool worker: `main` calls `run_worker_if_requested` before anything else.
 
+use std::fs::File;
 use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -363,12 +376,175 @@ fn map_with_pool(c: &mut Criterion) {
     group.finish();
 }
 
+/// The variable that turns this binary into the far end of a ping-pong floor.
+const ECHO_ENV: &str = "PRIMEPOOL_SUITE_ECHO";
+
+/// In the far end of a floor (started by [`Echo::start`]): sends every 8 bytes that arrive on
+/// stdin back on stdout, unbuffered, until end of file, then exits.
+fn echo_if_requested() {
+    if std::env::var_os(ECHO_ENV).is_none() {
+        return;
+    }
+    let raw = |fd: std::io::Result<OwnedFd>| File::from(fd.expect("a standard descriptor"));
+    let mut input = raw(std::io::stdin().as_fd().try_clone_to_owned());
+    let mut output = raw(std::io::stdout().as_fd().try_clone_to_owned());
+    let mut message = [0u8; 8];
+    while input.read_exact(&mut message).is_ok() {
+        if output.write_all(&message).is_err() {
+            break;
+        }
+    }
+    std::process::exit(0)
+}
+
+/// Which kernel object a floor's two processes talk over.
+#[derive(Clone, Copy)]
+enum Channel {
+    /// Two pipes, one per direction.
+    Pipe,
+    /// One Unix stream socket pair, the process pool's channel.
+    SocketPair,
+}
+
+/// This binary started again as an echo process, with the two ends this side talks through.
+struct Echo {
+    child: Child,
+    to: File,
+    from: File,
+}
+
+impl Echo {
+    fn start(channel: Channel) -> Echo {
+        let mut command = Command::new(std::env::current_exe().expect("the bench's own path"));
+        command.env(ECHO_ENV, "1").stderr(Stdio::inherit());
+        match channel {
+            Channel::Pipe => {
+                let mut child = command
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("starting the echo process");
+                let to = File::from(OwnedFd::from(child.stdin.take().expect("piped stdin")));
+                let from = File::from(OwnedFd::from(child.stdout.take().expect("piped stdout")));
+                Echo { child, to, from }
+            }
+            Channel::SocketPair => {
+                let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+                let theirs = OwnedFd::from(theirs);
+                let child = command
+                    .stdin(Stdio::from(theirs.try_clone().expect("dup")))
+                    .stdout(Stdio::from(theirs))
+                    .spawn()
+                    .expect("starting the echo process");
+                let ours = OwnedFd::from(ours);
+                let to = File::from(ours.try_clone().expect("dup"));
+                Echo {
+                    child,
+                    to,
+                    from: File::from(ours),
+                }
+            }
+        }
+    }
+
+    /// One 8-byte message there and back.
+    fn round_trip(&mut self, message: &mut [u8; 8]) {
+        self.to
+            .write_all(message)
+            .expect("writing to the echo process");
+        self.from
+            .read_exact(message)
+            .expect("reading from the echo process");
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `pid`'s (0: the calling thread's) allowed CPUs, or `None` where that cannot be read.
+fn affinity(pid: libc::pid_t) -> Option<libc::cpu_set_t> {
+    // SAFETY: `cpu_set_t` is a plain bit array for which all zeros is a valid (empty) value.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed.
+    let rc = unsafe { libc::sched_getaffinity(pid, std::mem::size_of_val(&set), &mut set) };
+    (rc == 0).then_some(set)
+}
+
+/// Restricts `pid` (0: the calling thread) to `set`; false if the system refused.
+fn set_affinity(pid: libc::pid_t, set: &libc::cpu_set_t) -> bool {
+    // SAFETY: `set` is a valid `cpu_set_t` of the size passed; the call only reads it.
+    unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(set), set) == 0 }
+}
+
+/// The set holding only `cpu`.
+fn only(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: all zeros is the empty set (see `affinity`).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid `cpu_set_t`; `CPU_SET` ignores a `cpu` beyond its capacity.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    set
+}
+
+/// Two CPUs this thread may run on, if it may run on two.
+fn two_cpus() -> Option<(usize, usize)> {
+    let set = affinity(0)?;
+    let size = 8 * std::mem::size_of_val(&set);
+    // SAFETY: `set` is a valid `cpu_set_t` and every index is below its capacity.
+    let mut allowed = (0..size).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) });
+    Some((allowed.next()?, allowed.next()?))
+}
+
+fn floors(c: &mut Criterion) {
+    let mut group = short_group(c, "floor_round_trip");
+    let cpus = two_cpus();
+    for (name, channel) in [("pipe", Channel::Pipe), ("socketpair", Channel::SocketPair)] {
+        let mut echo = Echo::start(channel);
+        let mut message = *b"primepoo";
+        group.bench_function(BenchmarkId::new(name, "unpinned"), |b| {
+            b.iter(|| echo.round_trip(&mut message))
+        });
+        let Some((here, there)) = cpus else { continue };
+        let before = affinity(0).expect("read just above");
+        let pid = libc::pid_t::try_from(echo.child.id()).expect("a pid fits pid_t");
+        if set_affinity(0, &only(here)) && set_affinity(pid, &only(there)) {
+            group.bench_function(BenchmarkId::new(name, "pinned"), |b| {
+                b.iter(|| echo.round_trip(&mut message))
+            });
+        }
+        // The rest of the suite runs where it ran before.
+        set_affinity(0, &before);
+    }
+    let (to_echo, echo_in) = mpsc::channel::<u64>();
+    let (echo_out, from_echo) = mpsc::channel::<u64>();
+    let echo = std::thread::spawn(move || {
+        for message in echo_in {
+            if echo_out.send(message).is_err() {
+                break;
+            }
+        }
+    });
+    group.bench_function(BenchmarkId::new("thread_channel", "unpinned"), |b| {
+        b.iter(|| {
+            to_echo.send(black_box(1)).unwrap();
+            from_echo.recv().unwrap()
+        })
+    });
+    drop(to_echo);
+    echo.join().unwrap();
+    group.finish();
+}
+
 mod group {
     #![allow(missing_docs, reason = "criterion_group! makes an undocumented pub fn")]
     criterion::criterion_group!(
         benches,
         super::startup,
         super::round_trip,
+        super::floors,
         super::submit_batch,
         super::map_throughput,
         super::seed,
@@ -380,6 +556,8 @@ mod group {
 fn main() {
     // A process pool started by this benchmark re-runs this binary as its worker.
     primepool::run_worker_if_requested();
+    // A floor's far end (see `floors`) is this binary too.
+    echo_if_requested();
     group::benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -31,9 +31,10 @@ const SEED_RANGES: [(&str, usize); 3] = [
 const SUBMIT_COUNTS: [(u64, usize); 4] = [(100, 9), (1_000, 7), (10_000, 5), (20_000, 5)];
 
 /// The criterion groups of `native/benches/suite.rs` this report reads.
-const SUITE_GROUPS: [&str; 7] = [
+const SUITE_GROUPS: [&str; 8] = [
     "startup_to_first_result",
     "noop_round_trip",
+    "floor_round_trip",
     "noop_submit_1000",
     "noop_map_10000",
     "seed_9900_9999",
