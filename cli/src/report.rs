@@ -4,14 +4,14 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use primepool::report::{speedup, BackendResult, Machine, Stats, Values};
+use primepool_core::report::{speedup, BackendResult, Machine, Stats, Values};
 
 use super::bench::{BenchConfig, Measured, Mismatch};
 
-/// The JSON document of `primepool bench --json`: [`primepool::report::Report`] with nothing
+/// The JSON document of `primepool bench --json`: [`primepool_core::report::Report`] with nothing
 /// added. Its field names and order are a contract with the web page and other tools, defined
 /// once in `primepool_core::report`.
-pub type Report = primepool::report::Report;
+pub type Report = primepool_core::report::Report;
 
 /// Assembles the report of a finished run.
 pub fn build(config: &BenchConfig, measured: &[Measured], mismatches: &[Mismatch]) -> Report {

@@ -59,7 +59,7 @@ pub trait Executor: Send + Sync {
 /// time.
 ///
 /// ```
-/// use primepool_core::executor::factoring_chunks;
+/// use primepool_core::backend::factoring_chunks;
 ///
 /// let mut expected = vec![7; 12];
 /// expected.extend([4, 4, 2, 2, 1, 1, 1, 1]);
@@ -90,8 +90,8 @@ pub fn factoring_chunks(items: usize, workers: usize) -> Vec<usize> {
 /// messages with it.
 ///
 /// ```
-/// assert_eq!(primepool_core::executor::balanced_chunksize(100, 2), 13);
-/// assert_eq!(primepool_core::executor::balanced_chunksize(3, 8), 1);
+/// assert_eq!(primepool_core::backend::balanced_chunksize(100, 2), 13);
+/// assert_eq!(primepool_core::backend::balanced_chunksize(3, 8), 1);
 /// ```
 pub fn balanced_chunksize(items: usize, workers: usize) -> usize {
     items.div_ceil(workers.max(1).saturating_mul(4)).max(1)
@@ -259,6 +259,7 @@ struct MapChunk<R> {
 /// error once per input; a timeout is yielded once, then the remaining chunks are cancelled and
 /// iteration ends. Dropping a `Map` cancels the chunks that have not started.
 #[derive(Debug)]
+#[must_use = "dropping a Map cancels the chunks that have not started: iterate or collect it"]
 pub struct Map<R> {
     chunks: VecDeque<MapChunk<R>>,
     /// The outcomes of the chunk being yielded (taken from its future, not copied).

@@ -96,7 +96,8 @@ struct Inner<T> {
 /// [`result`](Future::result) clones the value; [`join`](Future::join) and `.await` move it out.
 ///
 /// ```
-/// use primepool_core::{Future, FutureState, Promise};
+/// use primepool_core::backend::Promise;
+/// use primepool_core::{Future, FutureState};
 ///
 /// let (promise, future) = Promise::<u32>::new();
 /// assert_eq!(future.state(), FutureState::Pending);
@@ -387,6 +388,7 @@ impl<T> std::future::Future for Future<T> {
 ///
 /// Every method that resolves the future reports whether this call did it: exactly one caller
 /// ever gets `true`.
+#[must_use = "dropping a Promise resolves its future with Error::Broken"]
 pub struct Promise<T> {
     future: Future<T>,
 }

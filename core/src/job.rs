@@ -18,6 +18,7 @@ use crate::future::{Future, Promise};
 use crate::panic;
 
 /// Work with the promise of its future: one call, a chunk of calls, or a closure.
+#[must_use = "a dropped Job never runs: its future resolves with Error::Broken"]
 pub struct Job {
     inner: Box<dyn Erased>,
 }

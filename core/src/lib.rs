@@ -6,10 +6,14 @@
 //! - [`Future`] is a handle to one task's outcome, with Python's states and methods, and it can
 //!   be `.await`ed.
 //! - [`wait()`] and [`as_completed`] watch many futures at once.
-//! - [`TaskFn`] turns a plain `fn(A) -> R` into a call that can cross a process or Web Worker
-//!   boundary (the Rust counterpart of pickling a top-level function).
-//! - [`workload`] holds the CPU-bound functions the benchmark maps over, and [`report`] the
-//!   schema of its JSON report, shared by the CLI, the web page and the tools that read it.
+//! - [`workload`] holds the CPU-bound functions the benchmark and the examples map over.
+//! - [`backend`] is for authors of executors: the type-erased [`backend::Job`] that crosses
+//!   the trait, [`backend::TaskFn`] (a plain `fn(A) -> R` as a call that can cross a process
+//!   or Web Worker boundary, the Rust counterpart of pickling a top-level function) and the
+//!   encoding every boundary uses. Users of the executors never need it.
+//! - `report` (feature `report`, for primepool's own tools) is the schema of the benchmark's
+//!   JSON report, shared by the CLI, the web page and the tools that read it; it is not part
+//!   of the library's API.
 //!
 //! ```
 //! use primepool_core::{ExecutorExt, SerialExecutor, workload::seed_count_prime};
@@ -28,24 +32,25 @@
 //! This crate has no target-specific dependencies: it builds for native targets and for
 //! `wasm32-unknown-unknown`. Blocking calls follow the contract in [`blocking`].
 
+pub mod backend;
 pub mod blocking;
-pub mod call;
+mod call;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
-pub mod error;
-pub mod executor;
-pub mod future;
-pub mod job;
-pub mod panic;
+mod error;
+mod executor;
+mod future;
+mod job;
+mod panic;
+#[cfg(any(test, feature = "report"))]
 pub mod report;
-pub mod serial;
-pub mod wait;
+mod serial;
+mod wait;
 pub mod workload;
 
-pub use call::{TaskFn, Value};
+pub use call::Value;
 pub use error::{Error, TaskPanic, WorkerId};
-pub use executor::{ChunkFuture, Executor, ExecutorExt, InProcessExecutor, Map, MapOptions};
-pub use future::{Future, FutureState, Promise};
-pub use job::Job;
+pub use executor::{Executor, ExecutorExt, InProcessExecutor, Map, MapOptions};
+pub use future::{Future, FutureState};
 pub use serial::SerialExecutor;
 pub use wait::{as_completed, wait, AsCompleted, ReturnWhen, Waited};

@@ -178,6 +178,7 @@ pub fn as_completed<T>(futures: &[Future<T>], timeout: Option<Duration>) -> AsCo
 }
 
 /// The iterator returned by [`as_completed`].
+#[must_use = "iterators are lazy: as_completed yields nothing unless iterated"]
 pub struct AsCompleted<'a, T> {
     signal: Arc<Signal>,
     futures: &'a [Future<T>],

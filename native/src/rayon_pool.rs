@@ -19,7 +19,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use crossbeam_channel::{Receiver, Sender};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
-use crate::{Error, Executor, InProcessExecutor, Job};
+use crate::backend::Job;
+use crate::{Error, Executor, InProcessExecutor};
 
 /// The prefix of worker thread names when none is given.
 pub const DEFAULT_THREAD_NAME_PREFIX: &str = "primepool-rayon";
@@ -156,7 +157,7 @@ impl RayonBuilder {
             // Tasks and done-callbacks run under catch_unwind; anything else is a bug to log
             // rather than rayon's default, which aborts the process.
             .panic_handler(|payload| {
-                let message = crate::panic::payload_message(payload.as_ref());
+                let message = crate::backend::panic_message(payload.as_ref());
                 log::error!("a rayon job panicked outside a task: {message}");
             })
             .build()

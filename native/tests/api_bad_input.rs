@@ -7,12 +7,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use primepool::conformance::block_on;
-use primepool::process::ProcessPoolBuilder;
+use primepool::backend::{Job, Promise};
 use primepool::{
-    as_completed, wait, Error, Executor, ExecutorExt, FutureState, InProcessExecutor, Job,
-    MapOptions, ProcessPoolExecutor, RayonExecutor, ReturnWhen, SerialExecutor, ThreadPoolExecutor,
+    as_completed, wait, Error, Executor, ExecutorExt, FutureState, InProcessExecutor, MapOptions,
+    ProcessPoolBuilder, ProcessPoolExecutor, RayonExecutor, ReturnWhen, SerialExecutor,
+    ThreadPoolExecutor,
 };
+use primepool_core::conformance::block_on;
 
 /// Long enough that a task submitted behind it is still pending when the test looks.
 const HOLD_MS: u64 = 300;
@@ -244,7 +245,7 @@ fn every_door_after_shutdown_says_shut_down() {
             "{name}"
         );
         // A job refused at the door resolves its futures (Broken: it was dropped), never hangs.
-        let (promise, future) = primepool::Promise::<u64>::new();
+        let (promise, future) = Promise::<u64>::new();
         let job = Job::call(square, 3, promise);
         assert_eq!(pool.execute_batch(vec![job]).unwrap_err(), Error::ShutDown);
         assert!(

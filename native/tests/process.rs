@@ -6,7 +6,8 @@ mod support;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use primepool::{Error, Executor, ExecutorExt, Job, MapOptions, ProcessPoolExecutor, Promise};
+use primepool::backend::{Job, Promise};
+use primepool::{Error, Executor, ExecutorExt, MapOptions, ProcessPoolExecutor};
 
 primepool_core::conformance_tests!(|workers: usize| -> Box<dyn Executor> {
     Box::new(support::pool(workers))

@@ -3,8 +3,9 @@
 
 use std::cell::Cell;
 
+use primepool_core::backend::ChunkFuture;
 use primepool_core::{
-    as_completed, ChunkFuture, Error, Executor, ExecutorExt, Future, MapOptions, SerialExecutor,
+    as_completed, Error, Executor, ExecutorExt, Future, MapOptions, SerialExecutor,
 };
 use wasm_bindgen::prelude::*;
 

@@ -7,10 +7,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use primepool_core::backend::{Job, Promise};
 use primepool_core::conformance::{describe, panics_on_13, square};
 use primepool_core::{
-    as_completed, wait, Error, Executor, ExecutorExt, Future, Job, MapOptions, Promise, ReturnWhen,
-    WorkerId,
+    as_completed, wait, Error, Executor, ExecutorExt, Future, MapOptions, ReturnWhen, WorkerId,
 };
 
 use crate::clock::now_ms;

@@ -127,7 +127,7 @@ impl Plan {
             return c as usize;
         }
         let balanced =
-            primepool_core::executor::balanced_chunksize(self.len(), self.workers as usize);
+            primepool_core::backend::balanced_chunksize(self.len(), self.workers as usize);
         let per_value = divisions(self.workload, self.end - 1) / DIVISIONS_PER_SECOND;
         let cap = (MAX_CHUNK_SECONDS / per_value).floor().max(1.0);
         balanced.min(cap as usize)

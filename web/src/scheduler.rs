@@ -9,7 +9,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use primepool_core::{Error, Job, TaskFn, WorkerId};
+use primepool_core::backend::{Job, TaskFn};
+use primepool_core::{Error, WorkerId};
 
 /// How the scheduler reaches its workers (Web Workers in the browser, fakes in tests).
 pub trait Transport {
@@ -379,8 +380,9 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
+    use primepool_core::backend::Promise;
     use primepool_core::conformance::square;
-    use primepool_core::{Future, Promise};
+    use primepool_core::Future;
 
     use super::*;
 

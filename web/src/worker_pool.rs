@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use primepool_core::{blocking, Error, Executor, Job, TaskFn};
+use primepool_core::backend::{Job, TaskFn};
+use primepool_core::{blocking, Error, Executor};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{DedicatedWorkerGlobalScope, ErrorEvent, MessageEvent, Worker};
@@ -364,13 +365,13 @@ fn serve_call(scope: &DedicatedWorkerGlobalScope, data: &JsValue) {
 fn report_panics() {
     // Make sure core's hook (which keeps task panics quiet) is installed first, then run ours
     // before it.
-    let _ = primepool_core::panic::catch(|| ());
+    let _ = primepool_core::backend::catch_panic(|| ());
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Ok(scope) = js_sys::global().dyn_into::<DedicatedWorkerGlobalScope>() {
             let report = Object::new();
             set(&report, "type", &"panic".into());
-            let message = primepool_core::panic::payload_message(info.payload());
+            let message = primepool_core::backend::panic_message(info.payload());
             set(&report, "message", &message.into());
             let location = info
                 .location()

@@ -5,7 +5,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use primepool_core::{Error, Job};
+use primepool_core::backend::Job;
+use primepool_core::Error;
 
 use super::conn::peer_gone;
 use super::io::Io;

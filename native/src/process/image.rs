@@ -1,6 +1,6 @@
 //! Which program image this process runs, and code addresses relative to it.
 //!
-//! Calls travel as code addresses (see [`primepool_core::call`]), rebased as offsets from
+//! Calls travel as code addresses (see [`primepool_core::backend::TaskFn`]), rebased as offsets from
 //! [`marker`] because each process loads the executable at its own random base. An offset only
 //! means the same function in the *identical* image, so a worker compares its identity with
 //! the pool's before running anything:

@@ -68,9 +68,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use primepool_core::{Error, Executor, Job};
+use primepool_core::backend::Job;
+use primepool_core::{Error, Executor};
 
 pub use builder::ProcessPoolBuilder;
+// The wire decoding, public only for the fuzz targets and the wire tests: not part of the API.
+#[doc(hidden)]
 pub use frame::{FrameError, FrameReader, MAX_FRAME_LEN};
 #[doc(hidden)]
 pub use protocol::decode_any_message;

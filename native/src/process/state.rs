@@ -21,7 +21,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use primepool_core::{Error, Job, WorkerId};
+use primepool_core::backend::Job;
+use primepool_core::{Error, WorkerId};
 
 use super::io::MAX_STARTUP_FAILURES;
 use super::spawn::Launch;

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use primepool_core::TaskFn;
+use primepool_core::backend::TaskFn;
 
 use super::frame::{write_frame, FrameReader, MAX_FRAME_LEN};
 use super::image;
@@ -197,7 +197,7 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
     // `initializer` takes nothing else), and this process runs the identical image (checked
     // just above), so the address is that same function here.
     let init = unsafe { std::mem::transmute::<usize, fn()>(image::from_offset(offset)) };
-    if let Err(panic) = primepool_core::panic::catch(init) {
+    if let Err(panic) = primepool_core::backend::catch_panic(init) {
         worker.send(&FromWorker::InitFailed { panic })?;
         return Ok(EXIT_INIT_FAILED);
     }

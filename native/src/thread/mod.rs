@@ -15,7 +15,8 @@ mod worker;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::{Error, Executor, InProcessExecutor, Job};
+use crate::backend::Job;
+use crate::{Error, Executor, InProcessExecutor};
 
 pub use builder::{default_max_workers, ThreadPoolBuilder, DEFAULT_THREAD_NAME_PREFIX};
 use registry::Registry;

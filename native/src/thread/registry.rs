@@ -24,7 +24,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-use crate::{Error, Job};
+use crate::backend::Job;
+use crate::Error;
 
 use super::builder::Initializer;
 use super::worker;

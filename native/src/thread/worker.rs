@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use crate::panic;
+use crate::backend::catch_panic;
 
 use super::registry::Registry;
 
 /// Runs in each worker thread until the queue is closed and empty.
 pub(crate) fn main_loop(registry: &Arc<Registry>, index: usize) {
     if let Some(initializer) = registry.initializer() {
-        let outcome = match panic::catch(|| initializer()) {
+        let outcome = match catch_panic(|| initializer()) {
             Ok(result) => result,
             Err(panicked) => Err(format!("it panicked: {panicked}")),
         };

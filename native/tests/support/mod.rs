@@ -13,8 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use primepool::process::ProcessPoolBuilder;
-use primepool::ProcessPoolExecutor;
+use primepool::{ProcessPoolBuilder, ProcessPoolExecutor};
 
 /// The harness arguments that run only [`worker_entry`].
 pub const WORKER_ARGS: [&str; 6] = [
