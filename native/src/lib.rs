@@ -123,6 +123,7 @@
 #[cfg(unix)]
 pub mod process;
 pub mod rayon_pool;
+mod sync;
 pub mod thread;
 
 pub use primepool_core::{

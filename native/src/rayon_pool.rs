@@ -14,12 +14,13 @@
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crossbeam_channel::{Receiver, Sender};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use crate::backend::Job;
+use crate::sync::{self, lock};
 use crate::{Error, Executor, InProcessExecutor};
 
 /// The prefix of worker thread names when none is given.
@@ -39,11 +40,6 @@ struct Backlog {
     exited: Condvar,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Only a counter lives under this lock and nothing panics while holding it.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Backlog {
     /// Runs the oldest queued job, if `shutdown(cancel_futures)` has not taken it.
     fn run_one(&self) {
@@ -60,7 +56,7 @@ impl Backlog {
     fn wait_for_threads(&self) {
         let mut alive = lock(&self.alive);
         while *alive > 0 {
-            alive = self.exited.wait(alive).unwrap_or_else(|e| e.into_inner());
+            alive = sync::wait(&self.exited, alive);
         }
     }
 }
@@ -187,7 +183,7 @@ impl RayonExecutor {
         jobs: impl Iterator<Item = Job>,
         spawn: impl FnOnce(&rayon::ThreadPool, Arc<Backlog>),
     ) -> Result<(), Error> {
-        let pool = self.pool.read().unwrap_or_else(|e| e.into_inner());
+        let pool = sync::read(&self.pool);
         let Some(pool) = pool.as_ref() else {
             return Err(Error::ShutDown);
         };
@@ -231,7 +227,7 @@ impl Executor for RayonExecutor {
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        let pool = self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
+        let pool = sync::write(&self.pool).take();
         if cancel_futures {
             while let Ok(job) = self.backlog.receiver.try_recv() {
                 job.cancel();

@@ -127,6 +127,18 @@ impl FrameReader {
         self.buf.get(range).unwrap_or_default()
     }
 
+    /// Where `part`, a slice of a payload handed out since the last
+    /// [`fill`](FrameReader::fill) (or of a message decoded from one, borrowing it), lies in
+    /// the buffer: a range for [`payload`](FrameReader::payload).
+    pub(crate) fn range_of(&self, part: &[u8]) -> Range<usize> {
+        let start = (part.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
+        debug_assert!(
+            start.checked_add(part.len()) <= Some(self.end),
+            "not from this buffer"
+        );
+        start..start.saturating_add(part.len())
+    }
+
     /// Reads once from `src` into free space and returns the byte count (`0`: end of stream).
     /// Fails with `InvalidData` if the frame being assembled is over the cap. Invalidates the
     /// ranges returned so far.

@@ -1,28 +1,38 @@
 //! The I/O thread: one per pool, it starts, feeds, watches and reaps the workers.
 //!
-//! It works in turns: it hands queued jobs to the least loaded workers with room (encoding each
-//! as one frame in that worker's outbox), writes every outbox with one system call, sleeps in
-//! `poll` on all the channels and its waker at once, decodes the answers in batches under one
-//! lock and completes the futures after releasing it. Batching falls out of this shape: while
-//! a turn runs, new jobs and answers accumulate, and the next turn moves them all at once.
+//! It works in turns: it acts on terminate requests, hands queued jobs to the least loaded
+//! workers with room (encoding each as one frame in that worker's outbox), writes every outbox
+//! with one system call, sleeps in `poll` on all the channels and its waker at once, decodes
+//! the answers in batches and completes the futures, with no lock held. Batching falls out of
+//! this shape: while a turn runs, new jobs and answers accumulate, and the next turn moves them
+//! all at once.
 //!
+//! It owns every [`Remote`] (a worker's process, channel and jobs in flight, in one value);
+//! the state it shares with the pool's handle ([`Shared`]) is the queue and the pool's flags.
 //! It is also the only thread that starts workers: on Linux a worker's parent-death signal
 //! follows the *thread* that started it, and this thread lives exactly as long as the pool.
-//! Its reading side is in `answers`, starting and reaping workers in `lifecycle`.
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use primepool_core::Error;
 
-use super::conn::{peer_gone, Conn};
 use super::frame::{write_frame, MAX_FRAME_LEN};
 use super::image;
 use super::protocol::{Bytes, ToWorker};
-use super::state::*;
+use super::remote::{
+    peer_gone, skipped_error, Ending, Fill, InFlight, Phase, Remote, StopReason, BUDGET,
+    MAX_STARTUP_FAILURES,
+};
+use super::spawn;
+use super::state::{
+    closure_error, fail_all, terminator, Config, Failures, Queued, Shared, State, Ticket,
+};
 use super::sys;
 
 /// A worker with this much unsent output gets no new jobs until it reads.
@@ -33,32 +43,24 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// before the pool kills it.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long a worker may take to exit once its channel is closed, before it is killed.
-pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
+const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// How often the I/O thread checks for workers that died without closing their channel.
-pub(super) const SWEEP_EVERY: Duration = Duration::from_millis(100);
-/// Consecutive start-up failures after which the pool is declared broken.
-pub(super) const MAX_STARTUP_FAILURES: u32 = 3;
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// Starts the pool: its I/O thread, which starts the workers. Returns at once, without
 /// waiting for them: the caller can queue work while they boot (it reaches their channels
 /// before they are up). If the first workers cannot be started, the pool breaks and says why
 /// (the program itself was checked when the pool was built).
-pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, std::thread::JoinHandle<()>), Error> {
+pub(super) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Error> {
     let (waker, wake_rx) = UnixStream::pair().map_err(|e| io_error("creating a socket pair", e))?;
     for end in [&waker, &wake_rx] {
         end.set_nonblocking(true)
             .map_err(|e| io_error("configuring a socket", e))?;
     }
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State::default()),
-        finished: Condvar::new(),
-        waker,
-        config,
-        io_thread: OnceLock::new(),
-    });
+    let shared = Arc::new(Shared::new(config, waker));
     let io = Io {
         shared: Arc::clone(&shared),
-        conns: Vec::new(),
+        workers: Vec::new(),
         wake_rx,
         startup_failures: 0,
         retry_spawn_at: None,
@@ -75,26 +77,26 @@ fn io_error(what: &str, e: io::Error) -> Error {
     Error::Broken(format!("{what}: {e}"))
 }
 
-pub(super) struct Io {
-    pub(super) shared: Arc<Shared>,
-    /// Parallel to `State::workers` (only this thread adds or removes either).
-    pub(super) conns: Vec<Conn>,
-    pub(super) wake_rx: UnixStream,
-    pub(super) startup_failures: u32,
-    pub(super) retry_spawn_at: Option<Instant>,
-    pub(super) last_sweep: Instant,
+/// The I/O thread's own state.
+struct Io {
+    shared: Arc<Shared>,
+    /// Every worker not yet reaped (only this thread adds or removes them).
+    workers: Vec<Remote>,
+    wake_rx: UnixStream,
+    startup_failures: u32,
+    retry_spawn_at: Option<Instant>,
+    last_sweep: Instant,
 }
 
 impl Drop for Io {
     /// Normally every worker is reaped before this; after a panic, make sure none is left.
     fn drop(&mut self) {
-        for conn in &mut self.conns {
-            let _ = conn.child.kill();
-            let _ = conn.child.wait();
+        for worker in &mut self.workers {
+            let _ = worker.process().kill();
+            let _ = worker.process().wait();
         }
-        if !self.conns.is_empty() {
-            let failures = break_state(&mut self.shared.lock(), "the pool's I/O thread failed");
-            fail_all(failures);
+        if !self.workers.is_empty() {
+            self.break_pool("the pool's I/O thread failed");
         }
         self.shared.finish();
     }
@@ -102,7 +104,7 @@ impl Drop for Io {
 
 impl Io {
     fn run(mut self) {
-        let _ = self.shared.io_thread.set(std::thread::current().id());
+        self.shared.set_io_thread();
         if let Err(e) = self.spawn_missing(true) {
             self.break_pool(&e.to_string());
         }
@@ -118,13 +120,14 @@ impl Io {
         let shared = Arc::clone(&self.shared);
         {
             let mut state = shared.lock();
-            self.send_terminations(&mut state);
+            self.send_terminations(&mut state, &mut failures);
             self.dispatch(&mut state, now, &mut failures);
-            self.rebalance(&mut state, now);
-            self.enforce_deadlines(&mut state, now);
-            self.close_idle(&mut state, now);
+            self.rebalance(&state, now);
+            self.enforce_deadlines(now);
+            self.close_idle(&state, now);
+            self.publish(&mut state);
             let idle =
-                state.queue.is_empty() && state.workers.iter().all(|w| w.in_flight.is_empty());
+                state.queue.is_empty() && self.workers.iter().all(|w| w.in_flight.is_empty());
             if (state.shutdown || state.broken.is_some()) && idle {
                 drop(state);
                 fail_all(failures);
@@ -134,7 +137,7 @@ impl Io {
             state.sleeping = true;
         }
         fail_all(failures);
-        for i in 0..self.conns.len() {
+        for i in 0..self.workers.len() {
             self.flush(i);
         }
         let timeout = match self.spawn_missing(false) {
@@ -151,19 +154,43 @@ impl Io {
         true
     }
 
-    /// Sends `Terminate` for the jobs whose futures asked for it.
-    fn send_terminations(&mut self, state: &mut State) {
+    /// The pids of the workers that take work, for [`Shared::worker_pids`], if they changed.
+    fn publish(&self, state: &mut State) {
+        let serving = || {
+            self.workers
+                .iter()
+                .filter(|w| w.accepts_work())
+                .map(Remote::pid)
+        };
+        if !state.pids.iter().copied().eq(serving()) {
+            state.pids = serving().collect();
+        }
+    }
+
+    /// Acts on the terminate requests: `Terminate` to the worker holding the job, or the job
+    /// out of the queue (it was sent once, to a worker that gave it back or died).
+    fn send_terminations(&mut self, state: &mut State, failures: &mut Failures) {
         for id in std::mem::take(&mut state.terminations) {
-            for (worker, conn) in state.workers.iter_mut().zip(&mut self.conns) {
-                if let Some(entry) = worker.in_flight.iter_mut().find(|e| e.id == id) {
-                    if let Some((_, sent)) = &mut entry.stop {
-                        *sent = Some(Instant::now());
-                    }
+            let held = self.workers.iter_mut().find_map(|worker| {
+                let at = worker.in_flight.iter().position(|e| e.id == id)?;
+                Some((worker, at))
+            });
+            if let Some((worker, at)) = held {
+                let entry = &mut worker.in_flight[at];
+                if entry.stop.is_none() {
+                    entry.stop = Some((StopReason::Requested, Instant::now()));
                     let frame = ToWorker::Terminate { id };
                     // A tiny fixed-size message: encoding cannot fail.
-                    let _ = write_frame(&mut conn.outbox, &frame, MAX_FRAME_LEN);
+                    let _ = write_frame(worker.outbox(), &frame, MAX_FRAME_LEN);
+                }
+                continue;
+            }
+            if let Some(at) = state.queue.iter().position(|q| q.id == id) {
+                if let Some(queued) = state.queue.remove(at) {
+                    failures.push((queued.job, removed_from_queue()));
                 }
             }
+            // Otherwise its outcome was taken in meanwhile: nothing left to stop.
         }
     }
 
@@ -171,23 +198,26 @@ impl Io {
     fn dispatch(&mut self, state: &mut State, now: Instant, failures: &mut Failures) {
         let config = &self.shared.config;
         while !state.queue.is_empty() {
-            let best = state
+            let best = self
                 .workers
                 .iter()
-                .zip(&self.conns)
                 .enumerate()
-                .filter(|(_, (w, c))| {
-                    w.accepts_work()
-                        && c.stream.is_some()
-                        && c.pending() < OUTBOX_SOFT_LIMIT
-                        && w.has_room(now)
-                })
-                .min_by_key(|(_, (w, _))| w.in_flight.len())
+                .filter(|(_, w)| w.can_take(OUTBOX_SOFT_LIMIT) && w.has_room(now))
+                .min_by_key(|(_, w)| w.in_flight.len())
                 .map(|(i, _)| i);
             let Some(i) = best else { break };
-            let Some(Queued { id, mut job, .. }) = state.queue.pop_front() else {
+            let Some(Queued {
+                id,
+                mut job,
+                ticket,
+            }) = state.queue.pop_front()
+            else {
                 break;
             };
+            if ticket.as_ref().is_some_and(|t| t.stop_requested()) {
+                failures.push((job, removed_from_queue()));
+                continue;
+            }
             let calls = job.start();
             if calls == 0 {
                 continue; // its future was cancelled
@@ -214,12 +244,16 @@ impl Io {
                     .map(|t| saturating_micros(t.saturating_mul(calls))),
                 args: Bytes(&args),
             };
-            if let Err(e) = write_frame(&mut self.conns[i].outbox, &run, MAX_FRAME_LEN) {
+            let worker = &mut self.workers[i];
+            if let Err(e) = write_frame(worker.outbox(), &run, MAX_FRAME_LEN) {
                 failures.push((job, Error::Serialization(e)));
                 continue;
             }
-            job.set_terminator(terminator(&self.shared, id));
-            let worker = &mut state.workers[i];
+            let ticket = ticket.unwrap_or_else(|| {
+                let ticket = Arc::new(Ticket::default());
+                job.set_terminator(terminator(&self.shared, id, Arc::clone(&ticket)));
+                ticket
+            });
             if worker.in_flight.is_empty() {
                 worker.head_since = now;
             }
@@ -227,6 +261,7 @@ impl Io {
                 id,
                 job,
                 calls,
+                ticket,
                 started: false,
                 revoking: false,
                 stop: None,
@@ -241,17 +276,16 @@ impl Io {
     /// With the queue empty, takes back jobs waiting behind a long one on a busy worker, for
     /// workers with nothing to do: so that a slow job never holds up the jobs queued behind it
     /// while another worker idles, and the last jobs of a batch spread over every worker.
-    fn rebalance(&mut self, state: &mut State, now: Instant) {
+    fn rebalance(&mut self, state: &State, now: Instant) {
         if !state.queue.is_empty() {
             return;
         }
-        let idle = state
+        let idle = self
             .workers
             .iter()
-            .zip(&self.conns)
-            .filter(|(w, c)| w.accepts_work() && c.stream.is_some() && w.in_flight.is_empty())
+            .filter(|w| w.accepts_work() && w.is_open() && w.in_flight.is_empty())
             .count();
-        let underway = state
+        let underway = self
             .workers
             .iter()
             .flat_map(|w| &w.in_flight)
@@ -261,26 +295,29 @@ impl Io {
             return;
         }
         // Every job waiting behind an oldest job that has run long goes back.
-        for (worker, conn) in state.workers.iter_mut().zip(&mut self.conns) {
-            if now - worker.head_since < BUDGET || conn.stream.is_none() {
+        for worker in &mut self.workers {
+            if now - worker.head_since < BUDGET || !worker.is_open() {
                 continue;
             }
+            let mut frames = Vec::new();
             for entry in worker.in_flight.iter_mut().skip(1) {
                 if !entry.started && !entry.revoking && entry.stop.is_none() {
                     entry.revoking = true;
-                    let frame = ToWorker::Revoke { id: entry.id };
-                    // A tiny fixed-size message: encoding cannot fail.
-                    let _ = write_frame(&mut conn.outbox, &frame, MAX_FRAME_LEN);
+                    frames.push(ToWorker::Revoke { id: entry.id });
                 }
+            }
+            for frame in frames {
+                // A tiny fixed-size message: encoding cannot fail.
+                let _ = write_frame(worker.outbox(), &frame, MAX_FRAME_LEN);
             }
         }
     }
 
     /// Kills workers that overran a timeout, a stop request or the handshake.
-    fn enforce_deadlines(&mut self, state: &mut State, now: Instant) {
+    fn enforce_deadlines(&mut self, now: Instant) {
         let timeout = self.shared.config.task_timeout;
-        for (worker, conn) in state.workers.iter_mut().zip(&mut self.conns) {
-            if conn.stream.is_none() {
+        for worker in &mut self.workers {
+            if !worker.is_open() {
                 continue;
             }
             let reason = if worker.phase == Phase::Started
@@ -290,7 +327,7 @@ impl Io {
                     "it did not answer the handshake within {HANDSHAKE_TIMEOUT:?}; does the \
                      worker program call primepool::run_worker_if_requested() first thing in main?"
                 ))
-            } else if let Some(head) = worker.in_flight.front_mut() {
+            } else if let Some(head) = worker.in_flight.front() {
                 let overran = timeout.is_some_and(|t| {
                     head.started
                         && deadline(worker.head_since, t.saturating_mul(head.calls))
@@ -298,13 +335,15 @@ impl Io {
                             .is_some_and(|d| now > d)
                 });
                 if overran {
-                    head.stop = Some((StopReason::TimedOut, Some(now)));
+                    if let Some(head) = worker.in_flight.front_mut() {
+                        head.stop = Some((StopReason::TimedOut, now));
+                    }
                     Some("it overran a task's timeout and did not stop itself".to_owned())
                 } else {
                     worker
                         .in_flight
                         .iter()
-                        .any(|e| matches!(e.stop, Some((_, Some(at))) if now - at > STOP_GRACE))
+                        .any(|e| matches!(e.stop, Some((_, at)) if now - at > STOP_GRACE))
                         .then(|| {
                             format!("it did not stop a job within {STOP_GRACE:?} of being asked")
                         })
@@ -314,21 +353,21 @@ impl Io {
             };
             if let Some(reason) = reason {
                 worker.ending = Some(Ending::Killed(reason));
-                conn.kill(now);
+                worker.kill(now);
             }
         }
     }
 
     /// Closes the channel of retiring workers that have answered everything, and of every
     /// worker once the pool is broken or done.
-    fn close_idle(&mut self, state: &mut State, now: Instant) {
+    fn close_idle(&mut self, state: &State, now: Instant) {
         let all_done = state.shutdown && state.queue.is_empty();
         let broken = state.broken.is_some();
-        for (worker, conn) in state.workers.iter_mut().zip(&mut self.conns) {
+        for worker in &mut self.workers {
             let idle = worker.in_flight.is_empty();
-            if conn.stream.is_some() && (((worker.retiring || all_done) && idle) || broken) {
+            if worker.is_open() && (((worker.retiring || all_done) && idle) || broken) {
                 worker.ending.get_or_insert(Ending::Closed);
-                conn.close(now);
+                worker.close(now);
             }
         }
     }
@@ -337,16 +376,15 @@ impl Io {
         let mut next: Option<Instant> = self.retry_spawn_at;
         let mut soonest = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
         let someone_idle = state.queue.is_empty()
-            && state
+            && self
                 .workers
                 .iter()
-                .zip(&self.conns)
-                .any(|(w, c)| w.accepts_work() && c.stream.is_some() && w.in_flight.is_empty());
-        for (worker, conn) in state.workers.iter().zip(&self.conns) {
-            if let Some(closed) = conn.closed_at {
+                .any(|w| w.accepts_work() && w.is_open() && w.in_flight.is_empty());
+        for worker in &self.workers {
+            if let Some(closed) = worker.closed_at() {
                 // Waiting for it to exit, usually a matter of microseconds: `poll` watches for
                 // the exit where the system can say, else check often.
-                if conn.child.exit_fd().is_none() {
+                if worker.exit_fd().is_none() {
                     soonest(now + Duration::from_millis(1).min(EXIT_GRACE));
                 }
                 soonest(closed + EXIT_GRACE);
@@ -367,7 +405,7 @@ impl Io {
                     }
                 }
                 for entry in &worker.in_flight {
-                    if let Some((_, Some(at))) = entry.stop {
+                    if let Some((_, at)) = entry.stop {
                         soonest(at + STOP_GRACE);
                     }
                 }
@@ -392,22 +430,22 @@ impl Io {
     /// Sleeps until a channel or the waker is ready (or the timeout), then reads every
     /// readable channel.
     fn wait_and_read(&mut self, timeout: Option<Duration>) {
-        let mut fds = Vec::with_capacity(self.conns.len() + 1);
+        let mut fds = Vec::with_capacity(self.workers.len() + 1);
         fds.push(sys::readable(self.wake_rx.as_raw_fd()));
-        let mut index = Vec::with_capacity(self.conns.len());
+        let mut index = Vec::with_capacity(self.workers.len());
         let mut exits = Vec::new();
-        for (i, conn) in self.conns.iter().enumerate() {
-            match &conn.stream {
+        for (i, worker) in self.workers.iter().enumerate() {
+            match worker.stream() {
                 Some(stream) => {
                     let mut fd = sys::readable(stream.as_raw_fd());
-                    if conn.pending() > 0 {
+                    if worker.pending() > 0 {
                         fd.events |= libc::POLLOUT;
                     }
                     fds.push(fd);
                     index.push(i);
                 }
                 // Closed, waiting for its exit (reaped after the wait).
-                None => exits.extend(conn.child.exit_fd().map(sys::readable)),
+                None => exits.extend(worker.exit_fd().map(sys::readable)),
             }
         }
         let streams = fds.len();
@@ -437,13 +475,308 @@ impl Io {
     }
 
     /// Writes worker `i`'s outbox. A worker that is gone is left for `reap` to bury.
-    pub(super) fn flush(&mut self, i: usize) {
-        match self.conns[i].flush() {
+    fn flush(&mut self, i: usize) {
+        match self.workers[i].flush() {
             Ok(()) => {}
-            Err(e) if peer_gone(&e) => self.conns[i].close(Instant::now()),
+            Err(e) if peer_gone(&e) => self.workers[i].close(Instant::now()),
             Err(e) => self.on_channel_error(i, &format!("writing to the worker: {e}")),
         }
     }
+
+    /// Reads and handles everything worker `i` has sent, until it would block or ends.
+    fn read(&mut self, i: usize) {
+        loop {
+            match self.workers[i].fill(Instant::now()) {
+                Fill::Data => {}
+                Fill::Empty | Fill::Closed => return,
+                Fill::Failed(e) => {
+                    self.handle_frames(i);
+                    self.on_channel_error(i, &e);
+                    return;
+                }
+            }
+            if !self.handle_frames(i) {
+                return;
+            }
+        }
+    }
+
+    /// Handles the complete frames buffered for worker `i`, completing futures (with no lock
+    /// held); false if the worker broke the protocol (it is then killed).
+    fn handle_frames(&mut self, i: usize) -> bool {
+        let answers = self.workers[i].take_answers(&self.shared.config, Instant::now());
+        if answers.ready {
+            self.startup_failures = 0;
+        }
+        let mut failures = answers.failures;
+        if !answers.revoked.is_empty() {
+            let pid = self.workers[i].pid();
+            let mut state = self.shared.lock();
+            // Given back unstarted: first in line for the next worker with room. (A job asked
+            // to terminate meanwhile fails now instead.)
+            for entry in answers.revoked.into_iter().rev() {
+                if entry.stopping().is_some() {
+                    entry.ticket.settle();
+                    failures.push((entry.job, skipped_error(pid)));
+                } else {
+                    state.queue.push_front(Queued {
+                        id: entry.id,
+                        job: entry.job,
+                        ticket: Some(entry.ticket),
+                    });
+                }
+            }
+        }
+        let worker = &self.workers[i];
+        for (job, range) in answers.replies {
+            job.complete_encoded(worker.payload(range));
+        }
+        fail_all(failures);
+        if let Some(reason) = answers.broken {
+            self.break_pool(&reason);
+        }
+        match answers.error {
+            Some(e) => {
+                self.on_channel_error(i, &e);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Worker `i` sent bytes that are not the protocol, or its channel failed: kill it (its
+    /// oldest job fails as if it had died).
+    fn on_channel_error(&mut self, i: usize, what: &str) {
+        let worker = &mut self.workers[i];
+        if worker.ending.is_none() || worker.ending == Some(Ending::SelfStopped) {
+            worker.ending = Some(Ending::Killed(format!("protocol error: {what}")));
+        }
+        worker.kill(Instant::now());
+    }
+
+    /// Marks the pool broken, fails everything, closes every channel (at the next turn).
+    fn break_pool(&mut self, reason: &str) {
+        let shared = Arc::clone(&self.shared);
+        let failures = self.break_locked(&mut shared.lock(), reason);
+        fail_all(failures);
+    }
+
+    /// Marks the state broken and takes every job out, to be failed with the reason.
+    fn break_locked(&mut self, state: &mut State, reason: &str) -> Failures {
+        let reason = state
+            .broken
+            .get_or_insert_with(|| reason.to_owned())
+            .clone();
+        let mut failures: Failures = state
+            .queue
+            .drain(..)
+            .map(|q| (q.job, Error::Broken(reason.clone())))
+            .collect();
+        for worker in &mut self.workers {
+            failures.extend(worker.in_flight.drain(..).map(|e| {
+                e.ticket.settle();
+                (e.job, Error::Broken(reason.clone()))
+            }));
+        }
+        failures
+    }
+
+    /// Reaps workers that have exited, failing or requeueing what they held; kills those that
+    /// overstay after their channel closed.
+    fn reap(&mut self, now: Instant) {
+        let sweep = now - self.last_sweep >= SWEEP_EVERY;
+        if sweep {
+            self.last_sweep = now;
+        }
+        let mut i = 0;
+        while i < self.workers.len() {
+            let worker = &mut self.workers[i];
+            if worker.closed_at().is_none() && !sweep {
+                i += 1;
+                continue;
+            }
+            let status = match worker.process().try_wait() {
+                Ok(Some(status)) => status,
+                Ok(None) => {
+                    if worker.closed_at().is_some_and(|at| now - at > EXIT_GRACE) {
+                        let _ = worker.process().kill();
+                    }
+                    i += 1;
+                    continue;
+                }
+                Err(_) => {
+                    // Not ours to wait for any more (e.g. someone reaped it): treat as gone.
+                    std::process::ExitStatus::default()
+                }
+            };
+            // Take in what it managed to send before it went.
+            if worker.is_open() {
+                self.read(i);
+            }
+            let worker = self.workers.remove(i);
+            let config = &self.shared.config;
+            let burial = worker.bury(
+                &sys::describe(status),
+                status.signal() == Some(libc::SIGKILL),
+                config,
+                &mut self.startup_failures,
+            );
+            let mut failures = burial.failures;
+            let shared = Arc::clone(&self.shared);
+            {
+                let mut state = shared.lock();
+                if let Some(reason) = &burial.broken {
+                    failures.extend(self.break_locked(&mut state, reason));
+                }
+                match &state.broken {
+                    Some(reason) => failures.extend(
+                        burial
+                            .requeue
+                            .into_iter()
+                            .map(|e| (e.job, Error::Broken(reason.clone()))),
+                    ),
+                    None => {
+                        for entry in burial.requeue.into_iter().rev() {
+                            state.queue.push_front(Queued {
+                                id: entry.id,
+                                job: entry.job,
+                                ticket: Some(entry.ticket),
+                            });
+                        }
+                    }
+                }
+                self.publish(&mut state);
+            }
+            fail_all(failures);
+        }
+    }
+
+    /// Starts workers until the pool is at full strength (when there is reason to); returns
+    /// whether it started any. Starting one costs a `posix_spawn`: they boot in parallel.
+    fn spawn_missing(&mut self, initial: bool) -> Result<bool, Error> {
+        let mut started = false;
+        while self.spawn_one(initial)? {
+            started = true;
+        }
+        Ok(started)
+    }
+
+    /// Starts one worker if the pool is short of its strength; returns whether it did.
+    fn spawn_one(&mut self, initial: bool) -> Result<bool, Error> {
+        {
+            let state = self.shared.lock();
+            let work_left =
+                !state.queue.is_empty() || self.workers.iter().any(|w| !w.in_flight.is_empty());
+            if state.broken.is_some() || (state.shutdown && !work_left) {
+                return Ok(false);
+            }
+        }
+        let active = self.workers.iter().filter(|w| w.accepts_work()).count();
+        if active >= self.shared.config.max_workers {
+            return Ok(false);
+        }
+        if self.retry_spawn_at.is_some_and(|at| Instant::now() < at) {
+            return Ok(false);
+        }
+        self.retry_spawn_at = None;
+        let config = &self.shared.config;
+        let initializer = config.initializer.map(|f| image::to_offset(f as usize));
+        match spawn::spawn(&config.launch, initializer) {
+            Ok((process, stream)) => {
+                self.workers
+                    .push(Remote::new(process, stream, Instant::now()));
+                let shared = Arc::clone(&self.shared);
+                self.publish(&mut shared.lock());
+                Ok(true)
+            }
+            Err(e) => {
+                let error = Error::Broken(e.to_string());
+                self.startup_failures += 1;
+                if initial || self.startup_failures >= MAX_STARTUP_FAILURES {
+                    return Err(error);
+                }
+                let backoff = Duration::from_millis(50) * self.startup_failures;
+                self.retry_spawn_at = Some(Instant::now() + backoff);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Closes every channel and reaps every worker: nothing outlives the pool.
+    fn close_all(&mut self) {
+        let now = Instant::now();
+        for worker in &mut self.workers {
+            // A worker still starting holds nothing: rather than wait for it to boot only to
+            // find its channel closed, end it now.
+            if worker.phase < Phase::Ready && worker.in_flight.is_empty() {
+                let _ = worker.process().kill();
+            }
+            worker.close(now);
+        }
+        let mut leftovers = Vec::new();
+        let mut pause = Duration::from_micros(20);
+        while !self.workers.is_empty() {
+            let now = Instant::now();
+            let mut i = 0;
+            while i < self.workers.len() {
+                let worker = &mut self.workers[i];
+                match worker.process().try_wait() {
+                    Ok(None) => {
+                        if worker.closed_at().is_some_and(|at| now - at > EXIT_GRACE) {
+                            let _ = worker.process().kill();
+                        }
+                        i += 1;
+                    }
+                    _ => leftovers.extend(self.workers.remove(i).in_flight),
+                }
+            }
+            if self.workers.is_empty() {
+                break;
+            }
+            // Sleep until a worker exits: on the descriptors that say so where the system has
+            // them (an exit takes a few hundred microseconds, which a timer would overshoot),
+            // else on a doubling timer.
+            let mut watch: Vec<libc::pollfd> = self
+                .workers
+                .iter()
+                .filter_map(Remote::exit_fd)
+                .map(sys::readable)
+                .collect();
+            if watch.len() == self.workers.len() {
+                let grace = self
+                    .workers
+                    .iter()
+                    .filter_map(Remote::closed_at)
+                    .map(|at| (at + EXIT_GRACE).saturating_duration_since(now))
+                    .min()
+                    .unwrap_or(EXIT_GRACE)
+                    .max(Duration::from_millis(1));
+                let _ = sys::poll(&mut watch, Some(grace));
+            } else {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
+            }
+        }
+        let reason = {
+            let mut state = self.shared.lock();
+            self.publish(&mut state);
+            state
+                .broken
+                .clone()
+                .unwrap_or_else(|| "the pool shut down".into())
+        };
+        for entry in leftovers {
+            entry.ticket.settle();
+            entry.job.fail(Error::Broken(reason.clone()));
+        }
+    }
+}
+
+/// The error of a job that `Future::terminate` removed from the pool's queue.
+fn removed_from_queue() -> Error {
+    Error::Terminated(
+        "Future::terminate() removed it from the queue before a worker started it".into(),
+    )
 }
 
 fn deadline(from: Instant, after: Duration) -> Option<Instant> {

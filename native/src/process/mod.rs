@@ -29,10 +29,11 @@
 //!   different image refuses (the pool becomes [`Error::Broken`] with the
 //!   reason) rather than jump to the wrong code;
 //! - `frame` and `protocol`: length-prefixed postcard messages with a hard size cap;
-//! - `state` (the shared queue, per-worker windows, who fails when a worker dies), `io` (one
-//!   I/O thread per pool: dispatch to the least loaded worker, batched writes, `poll`),
-//!   `answers` (decoding replies, completing futures) and `lifecycle` (starting, replacing and
-//!   reaping workers);
+//! - `state` (what the pool's handle and its I/O thread share: the queue, the pool's flags,
+//!   terminate requests), `remote` (one worker as the I/O thread sees it, in one value: its
+//!   process, channel, window of jobs in flight, decoding its answers, and who fails when it
+//!   dies) and `io` (one I/O thread per pool: dispatch to the least loaded worker, batched
+//!   writes, `poll`, completing futures, starting, replacing and reaping workers);
 //! - `worker`: the worker's loop.
 //!
 //! Failure semantics, beyond Python's (where one dead worker breaks the whole pool): a panic
@@ -51,14 +52,12 @@
 //! signal (workers still leave when their channel closes) and identify the image by its file.
 //! Windows is not supported.
 
-mod answers;
 mod builder;
-mod conn;
 mod frame;
 mod image;
 mod io;
-mod lifecycle;
 pub(crate) mod protocol;
+mod remote;
 mod spawn;
 mod state;
 mod sys;
@@ -154,11 +153,7 @@ impl Executor for ProcessPoolExecutor {
 impl Drop for ProcessPoolExecutor {
     fn drop(&mut self) {
         self.shared.shutdown(true, false);
-        let handle = self
-            .io_thread
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let handle = crate::sync::get_mut(&mut self.io_thread).take();
         if let Some(handle) = handle {
             // Dropped from one of its own done-callbacks (on the I/O thread): it cannot join
             // itself; it ends on its own once the work is done.

@@ -21,6 +21,7 @@ use super::image;
 use super::protocol::{self, Bytes, FromWorker, ToWorker};
 use super::spawn::{WorkerEnv, ENV};
 use super::sys;
+use crate::sync;
 
 /// Exit status of a worker that found it runs a different program image.
 const EXIT_REFUSED: i32 = 3;
@@ -115,7 +116,7 @@ struct Worker {
 
 impl Worker {
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.inbox)
     }
 
     /// Sends one message.
@@ -134,7 +135,7 @@ impl Worker {
 
     /// Writes encoded frames to the pool.
     fn write(&self, frames: &[u8]) -> io::Result<()> {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = sync::lock(&self.out);
         out.write_all(frames)
     }
 
@@ -249,10 +250,7 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
                     continue;
                 }
                 inbox.idle = true;
-                inbox = worker
-                    .job_arrived
-                    .wait(inbox)
-                    .unwrap_or_else(|e| e.into_inner());
+                inbox = sync::wait(&worker.job_arrived, inbox);
                 inbox.idle = false;
             }
         };

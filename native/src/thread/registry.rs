@@ -19,12 +19,13 @@
 //!   needs `max_workers` tasks running at once always gets them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::backend::Job;
+use crate::sync::{self, lock};
 use crate::Error;
 
 use super::builder::Initializer;
@@ -52,11 +53,6 @@ pub(crate) struct Registry {
     max_workers: usize,
     thread_name_prefix: String,
     initializer: Option<Initializer>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Only thread handles live under this lock and nothing panics while holding it.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Registry {
@@ -107,7 +103,7 @@ impl Registry {
         self: &Arc<Self>,
         jobs: impl ExactSizeIterator<Item = Job>,
     ) -> Result<(), Error> {
-        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let gate = sync::read(&self.gate);
         let Gate::Open(sender) = &*gate else {
             return Err(self.broken_error().unwrap_or(Error::ShutDown));
         };
@@ -207,7 +203,7 @@ impl Registry {
 
     /// Stops taking work. Queued jobs still run unless drained.
     pub(crate) fn close(&self) {
-        *self.gate.write().unwrap_or_else(|e| e.into_inner()) = Gate::Closed;
+        *sync::write(&self.gate) = Gate::Closed;
     }
 
     /// Cancels every job still in the queue (`shutdown(cancel_futures = true)`).
