@@ -1,8 +1,10 @@
 //! `cargo xtask bench-report`: runs, in one go, the primepool benchmarks (`primepool bench
 //! --json` and the criterion `suite`) and the same measurements of CPython's
-//! `concurrent.futures` (`bench/cpython_bench.py`), and the cluster figures beside Dask's
+//! `concurrent.futures` (`bench/cpython_bench.py`), the web page's benchmark in headless
+//! Chromium (`bench_report/browser.rs`), and the cluster figures beside Dask's
 //! (`bench_report/cluster.rs`), then writes `docs/benchmarks.md` and its chart, so the published figures are always a real run that anyone can repeat.
 
+mod browser;
 mod cluster;
 mod data;
 mod quiet;
@@ -13,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::util::{cargo, root, run};
+use browser::Browser;
 use data::{CliReport, Cpython, CriterionFigures};
 
 /// The pool size of every parallel figure: the targets are for 2 workers.
@@ -146,6 +149,8 @@ pub struct Figures {
     pub criterion: CriterionFigures,
     /// CPython's figures, or why there are none.
     pub cpython: Result<Cpython, String>,
+    /// The page's benchmark in headless Chromium, or why there is none.
+    pub browser: Result<Browser, String>,
     /// How busy the machine was during each step.
     pub loads: Vec<StepLoad>,
     /// True for a `--quick` trial run.
@@ -176,6 +181,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
         "primepool",
     ]))?;
     run(cargo().args(["bench", "-p", "primepool", "--bench", "suite", "--no-run"]))?;
+    // The page, both wasm variants: without it (no nightly, no Chromium) the report says why.
+    let page = browser::build();
     let binary = target_dir().join("release").join("primepool");
     let reps = |k: usize| if quick { k.div_ceil(3) } else { k };
 
@@ -225,6 +232,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
     if let Err(why) = &cpython {
         eprintln!("xtask: CPython figures skipped: {why}");
     }
+    let browser = match page {
+        Ok(()) => measured(&mut loads, "node tests-e2e/figures.mjs", 1, || {
+            Ok(browser::measure(&target_dir().join("bench-report"), quick))
+        })?,
+        Err(why) => Err(format!("the page could not be built: {why}")),
+    };
+    if let Err(why) = &browser {
+        eprintln!("xtask: browser figures skipped: {why}");
+    }
     let cluster = measured(&mut loads, "cluster: ClusterExecutor and Dask", 1, || {
         Ok(cluster::measure(&root, &target_dir(), quick))
     })?;
@@ -238,6 +254,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         startup,
         criterion,
         cpython,
+        browser,
         loads,
         quick,
     };

@@ -30,6 +30,12 @@ fn native_outputs() -> String {
     )
 }
 
+/// The seed workload's outputs over the page benchmark's range (9900..10000), from native
+/// code: what every browser run must return.
+pub fn seed_outputs() -> Vec<u32> {
+    (9900..10_000).map(Workload::Seed.function()).collect()
+}
+
 /// Installs Chromium and the npm packages if missing, then runs the browser test; the report of
 /// its main run is left in `target/e2e/report.json`.
 pub fn run() -> Result<(), String> {

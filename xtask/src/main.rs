@@ -21,8 +21,9 @@ commands:
                 build both wasm variants into www/pkg/ (with --dist: a deployable folder)
   serve [--port N]
                 build, then serve www/ with `primepool serve` (COOP/COEP, default port 8000)
-  bench-report  run the benchmark suite and CPython's concurrent.futures on the same figures,
-                then write docs/benchmarks.md and docs/benchmarks.svg ([--quick]: a trial run)
+  bench-report  run the benchmark suite, CPython's concurrent.futures and the page in headless
+                Chromium on the same figures, then write docs/benchmarks.md and
+                docs/benchmarks.svg ([--quick]: a trial run)
   help          this text
 ";
 

@@ -252,6 +252,7 @@ pub fn targets(figures: &Figures) -> Vec<Target> {
         },
     ));
     out.extend(latency_targets(figures));
+    out.extend(super::browser::targets(figures));
     out
 }
 
@@ -602,7 +603,9 @@ pub fn markdown(figures: &Figures) -> String {
          per-operation medians on warm pools unless the name says otherwise, with rayon's \
          own `spawn` and `par_iter` in the same run.\n\
          - `bench/cpython_bench.py`: the same measurements with CPython's `concurrent.futures` \
-         (median of its runs; pools created and shut down inside each timing, like ours).\n"
+         (median of its runs; pools created and shut down inside each timing, like ours).\n\
+         - `tests-e2e/figures.mjs`: the web page's own benchmark in headless Chromium (see \
+         \"In the browser\").\n"
     );
 
     let _ = writeln!(md, "## Targets (issues 7 and 15)\n");
@@ -647,6 +650,7 @@ pub fn markdown(figures: &Figures) -> String {
     );
 
     latency_table(&mut md, figures);
+    super::browser::section(&mut md, figures);
     growth_with_work(&mut md, figures);
     growth_with_tasks(&mut md, figures);
     criterion_table(&mut md, figures);
@@ -837,6 +841,7 @@ mod tests {
             startup: cli(0, 1, [1e-6, 1e-4, 1e-4, 4e-3]),
             criterion,
             cpython: Err("python3 is not installed".into()),
+            browser: Err("no Chromium".into()),
             loads: Vec::new(),
             quick: false,
         }
@@ -853,7 +858,7 @@ mod tests {
     #[test]
     fn each_target_is_judged_against_its_own_bound() {
         let targets = targets(&figures());
-        assert_eq!(targets.len(), 15);
+        assert_eq!(targets.len(), 18);
         assert_eq!(verdict(&targets, "9900..=9999, threads"), "pass"); // 2.00x >= 1.9
         assert_eq!(verdict(&targets, "9900..=9999, processes"), "MISS"); // 1.71x < 1.85
         assert_eq!(verdict(&targets, "19900..=19999, processes"), "pass"); // 1.94x >= 1.92
@@ -929,6 +934,38 @@ mod tests {
     }
 
     #[test]
+    fn browser_figures_are_judged_beside_native_serial_of_the_same_run() {
+        use super::super::browser::{Browser, BrowserBackend};
+        let backend = |name: &str, warm_s, speedup, cold_s, cold_speedup| BrowserBackend {
+            backend: name.into(),
+            warm_s,
+            speedup,
+            cold_s,
+            cold_speedup,
+            startup_s: None,
+        };
+        let mut figures = figures();
+        figures.browser = Ok(Browser {
+            pages: 3,
+            repeat: 10,
+            backends: vec![
+                backend("serial", 0.138, Some((1.0, 1.0)), 0.14, Some(0.99)),
+                backend("workers", 0.073, Some((1.89, 1.93)), 0.14, Some(0.98)),
+            ],
+        });
+        let targets = targets(&figures);
+        // Native serial is 0.12 s in the fixture: 0.138 / 0.12 = 1.15x.
+        assert_eq!(verdict(&targets, "wasm serial vs native"), "pass");
+        assert_eq!(verdict(&targets, "Web Workers (2) warm"), "pass");
+        assert_eq!(verdict(&targets, "Web Workers (2) cold"), "MISS");
+        let md = markdown(&figures);
+        assert!(
+            md.contains("| workers | 73.0 ms | 1.89x (1.93x) | 140 ms | 0.98x | — |"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn the_document_says_why_cpython_is_missing_and_lists_every_section() {
         let md = markdown(&figures());
         assert!(md.contains("CPython: not measured (python3 is not installed)"));
@@ -936,6 +973,7 @@ mod tests {
             "## Targets",
             "## primepool vs CPython vs rayon",
             "## Latency and its floors",
+            "## In the browser\n\nNot measured: no Chromium.",
             "## How cost grows with the work",
             "## How cost grows with the number of tasks",
             "(benchmarks.svg)",
