@@ -159,12 +159,12 @@ fn run_once(
 }
 
 /// The work handed to a pool: one `map`, or one future per `submit`.
-enum Scheduled {
-    Map(Map<u32>),
+enum Scheduled<'a> {
+    Map(Map<'a, u32>),
     Submitted(Vec<Future<u32>>),
 }
 
-impl Scheduled {
+impl Scheduled<'_> {
     /// Moves the progress bar as tasks (or `map` chunks) finish, and lets Ctrl-C terminate
     /// them. With no terminal to draw on, no callback is attached and the timing carries no
     /// extra cost.
@@ -205,17 +205,14 @@ impl Scheduled {
 }
 
 /// Hands every value to the pool, as one `map` or as one `submit` each.
-fn schedule(
+fn schedule<'a>(
     config: &BenchConfig,
-    executor: &dyn Executor,
+    executor: &'a dyn Executor,
     f: fn(u32) -> u32,
-) -> Result<Scheduled, Error> {
+) -> Result<Scheduled<'a>, Error> {
     match config.mode {
         Mode::Map => {
-            let options = MapOptions {
-                chunksize: config.chunksize,
-                timeout: None,
-            };
+            let options = MapOptions::new().chunksize(config.chunksize);
             Ok(Scheduled::Map(executor.map_with(
                 f,
                 config.values.values(),

@@ -72,8 +72,7 @@ pub fn map_keeps_input_order(make: Factory<'_>) {
     let inputs: Vec<u64> = (0..40).map(|i| (i * 7) % 5).collect();
     let expected: Vec<u64> = inputs.clone();
     for chunksize in [None, Some(1), Some(3), Some(100)] {
-        let mut options = MapOptions::new();
-        options.chunksize = chunksize;
+        let options = MapOptions::new().chunksize(chunksize);
         let got: Vec<u64> = pool
             .map_with(sleep_ms, inputs.clone(), options)
             .unwrap()
@@ -151,9 +150,23 @@ pub fn shutdown_waits_for_the_work(make: Factory<'_>) {
     }
 }
 
-/// `shutdown(cancel_futures = true)` cancels what has not started; everything ends exactly once.
+/// `shutdown(cancel_futures = true)` cancels what has not started (the tasks queued behind a
+/// running one); everything ends exactly once.
 pub fn shutdown_with_cancel_resolves_every_future(make: Factory<'_>) {
     let pool = make(1);
+    let blocker = pool.submit(sleep_ms, 300).unwrap();
+    // A serial executor runs each task inside `submit`: it never holds one to cancel.
+    let inline = blocker.done();
+    let give_up = web_time::Instant::now() + Duration::from_secs(60);
+    while !inline && !blocker.running() && !blocker.done() {
+        assert!(
+            web_time::Instant::now() < give_up,
+            "the first task never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Long enough that a process pool stops sending more to the busy worker.
+    std::thread::sleep(Duration::from_millis(50));
     let resolved = Arc::new(AtomicUsize::new(0));
     let futures: Vec<_> = (0..20)
         .map(|_| {
@@ -166,11 +179,27 @@ pub fn shutdown_with_cancel_resolves_every_future(make: Factory<'_>) {
         })
         .collect();
     pool.shutdown(true, true);
+    assert_eq!(
+        blocker.result(Some(Duration::ZERO)),
+        Ok(300),
+        "running: not cancelled"
+    );
+    let mut cancelled = 0;
     for f in &futures {
         match f.result(Some(Duration::from_secs(30))) {
-            Ok(10) | Err(Error::Cancelled) => {}
+            Ok(10) => {}
+            Err(Error::Cancelled) => cancelled += 1,
             other => panic!("unexpected outcome {other:?}"),
         }
+    }
+    if inline {
+        assert_eq!(cancelled, 0, "nothing was left to cancel");
+    } else {
+        assert!(
+            cancelled >= futures.len() / 2,
+            "only {cancelled} of {} queued tasks were cancelled",
+            futures.len()
+        );
     }
     assert_eq!(resolved.load(Ordering::SeqCst), futures.len());
 }
@@ -251,6 +280,135 @@ pub fn futures_can_be_awaited(make: Factory<'_>) {
     assert_eq!(got, (0..5u64).map(|x| Ok(x * x)).collect::<Vec<_>>());
 }
 
+/// A `map` whose results are never read still runs every task (CPython's
+/// `test_map_submits_without_iteration`): dropping it unread cancels nothing.
+pub fn map_submits_without_iteration(make: Factory<'_>) {
+    let pool = make(1);
+    let map = pool
+        .map_with(sleep_ms, [5; 12], MapOptions::new().chunksize(1))
+        .unwrap();
+    let chunks: Vec<_> = map.chunks().map(|(f, _)| f.clone()).collect();
+    drop(map);
+    pool.shutdown(true, false);
+    for f in &chunks {
+        assert_eq!(f.result(Some(Duration::from_secs(30))), Ok(vec![Ok(5)]));
+    }
+}
+
+/// Counts the inputs an iterator hands out.
+fn counted(pulled: &Arc<AtomicUsize>) -> impl Iterator<Item = u64> + Send + 'static {
+    let pulled = pulled.clone();
+    (0u64..).inspect(move |_| {
+        pulled.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+/// With a buffer size, `map` reads an endless input lazily and yields its results in order.
+pub fn a_buffered_map_reads_an_endless_input(make: Factory<'_>) {
+    let pool = make(2);
+    for chunksize in [None, Some(1), Some(3)] {
+        let options = MapOptions::new().buffersize(8).chunksize(chunksize);
+        let got: Vec<u64> = pool
+            .map_with(square, 0u64.., options)
+            .unwrap()
+            .take(100)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            got,
+            (0..100).map(|x| x * x).collect::<Vec<_>>(),
+            "{chunksize:?}"
+        );
+    }
+}
+
+/// A full buffer: only `buffersize` inputs are pulled ahead of what has been yielded, and
+/// dropping the map stops the pulling.
+pub fn a_buffered_map_pulls_no_more_than_its_buffer_ahead(make: Factory<'_>) {
+    let pool = make(2);
+    for (buffersize, chunksize) in [(5, Some(1)), (6, Some(3)), (8, None)] {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let options = MapOptions::new()
+            .buffersize(buffersize)
+            .chunksize(chunksize);
+        let mut map = pool
+            .map_with(sleep_ms, counted(&pulled).map(|_| 1), options)
+            .unwrap();
+        if chunksize.is_some() {
+            assert_eq!(
+                pulled.load(Ordering::SeqCst),
+                buffersize,
+                "the buffer is full"
+            );
+        }
+        for yielded in 1..=20 {
+            assert_eq!(map.next(), Some(Ok(1)));
+            let ahead = pulled.load(Ordering::SeqCst) - yielded;
+            assert!(
+                ahead <= buffersize,
+                "{ahead} pulled ahead, buffer {buffersize}"
+            );
+        }
+        let chunks: Vec<_> = map.chunks().map(|(f, _)| f.clone()).collect();
+        let before = pulled.load(Ordering::SeqCst);
+        drop(map);
+        assert_eq!(
+            pulled.load(Ordering::SeqCst),
+            before,
+            "dropping stops pulling"
+        );
+        for f in &chunks {
+            assert!(
+                f.wait(Some(Duration::from_secs(30))),
+                "a buffered chunk never ended"
+            );
+        }
+    }
+}
+
+/// With a buffer size, a task's error is still yielded at its place and iteration goes on.
+pub fn a_buffered_map_yields_errors_in_place(make: Factory<'_>) {
+    let pool = make(2);
+    let options = MapOptions::new().buffersize(4).chunksize(2);
+    let results: Vec<_> = pool
+        .map_with(panics_on_13, 10u32.., options)
+        .unwrap()
+        .take(7)
+        .collect();
+    for (x, r) in (10..17).zip(results) {
+        if x == 13 {
+            assert!(matches!(r, Err(Error::Panicked(_))), "{r:?}");
+        } else {
+            assert_eq!(r, Ok(x));
+        }
+    }
+}
+
+/// A buffered map's timeout is yielded once, then it ends and pulls nothing more.
+pub fn a_buffered_map_times_out_once_and_stops_pulling(make: Factory<'_>) {
+    let pool = make(1);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let options = MapOptions::new()
+        .buffersize(2)
+        .chunksize(1)
+        .timeout(Duration::from_millis(100));
+    let mut map = pool
+        .map_with(sleep_ms, counted(&pulled).map(|_| 300), options)
+        .unwrap();
+    if map.chunks().all(|(f, _)| f.done()) {
+        // A serial executor ran both inside `map`: finished results are yielded, late or not,
+        // as Python's `result(timeout)` returns a finished future's result.
+        assert_eq!(map.next(), Some(Ok(300)));
+        return;
+    }
+    assert_eq!(
+        map.next(),
+        Some(Err(Error::timed_out(Duration::from_millis(100))))
+    );
+    assert_eq!(map.next(), None);
+    assert_eq!(pulled.load(Ordering::SeqCst), 2);
+}
+
 /// Expands to one `#[test]` per behaviour of the shared suite, for the executor made by the
 /// factory expression (a closure `|workers: usize| -> Box<dyn Executor>`).
 #[macro_export]
@@ -262,7 +420,11 @@ macro_rules! conformance_tests {
             submit_after_shutdown_fails, shutdown_waits_for_the_work,
             shutdown_with_cancel_resolves_every_future, cancel_agrees_with_the_outcome,
             wait_and_as_completed_see_every_future, done_callbacks_run_for_every_task,
-            reports_its_worker_count, futures_can_be_awaited);
+            reports_its_worker_count, futures_can_be_awaited, map_submits_without_iteration,
+            a_buffered_map_reads_an_endless_input,
+            a_buffered_map_pulls_no_more_than_its_buffer_ahead,
+            a_buffered_map_yields_errors_in_place,
+            a_buffered_map_times_out_once_and_stops_pulling);
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
         $(

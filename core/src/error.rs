@@ -55,9 +55,15 @@ pub enum Error {
     /// The future was cancelled before it started running.
     #[error("the task was cancelled before it started")]
     Cancelled,
-    /// Waiting for a result took longer than the timeout given.
-    #[error("timed out after {0:?} waiting for the task; it may still finish later")]
-    TimedOut(Duration),
+    /// Waiting took longer than the timeout given. Make one with [`Error::timed_out`].
+    #[error("{}", timed_out_text(*after, *unfinished))]
+    TimedOut {
+        /// The timeout that ran out.
+        after: Duration,
+        /// Set by [`as_completed`](crate::as_completed): how many of the futures it watched
+        /// had not finished, as Python's `"2 (of 4) futures unfinished"` says.
+        unfinished: Option<Unfinished>,
+    },
     /// The task panicked; the worker that ran it lives on.
     #[error("the task panicked: {0}")]
     Panicked(TaskPanic),
@@ -95,7 +101,44 @@ pub enum Error {
     ResultTaken,
 }
 
+/// How many futures were still unfinished when an
+/// [`as_completed`](crate::as_completed) timeout ran out, out of how many it watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Unfinished {
+    /// Futures not yet yielded.
+    pub count: usize,
+    /// Distinct futures watched.
+    pub of: usize,
+}
+
+fn timed_out_text(after: Duration, unfinished: Option<Unfinished>) -> String {
+    match unfinished {
+        Some(Unfinished { count, of }) => {
+            format!("{count} (of {of}) futures unfinished after the timeout of {after:?}")
+        }
+        None => {
+            format!("timed out after {after:?} waiting for the task; it may still finish later")
+        }
+    }
+}
+
 impl Error {
+    /// [`Error::TimedOut`] after `after`, for one task.
+    ///
+    /// ```
+    /// use primepool_core::Error;
+    /// use std::time::Duration;
+    ///
+    /// let e = Error::timed_out(Duration::from_secs(1));
+    /// assert!(matches!(e, Error::TimedOut { unfinished: None, .. }));
+    /// ```
+    pub fn timed_out(after: Duration) -> Self {
+        Error::TimedOut {
+            after,
+            unfinished: None,
+        }
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(what: impl Into<String>) -> Self {
         Error::InvalidArgument(what.into())
@@ -125,6 +168,14 @@ mod tests {
             "the task panicked: 'boom' at src/lib.rs:1:2"
         );
         assert!(Error::WouldBlock.to_string().contains("await"));
+        let unfinished = Error::TimedOut {
+            after: Duration::from_millis(10),
+            unfinished: Some(Unfinished { count: 2, of: 4 }),
+        };
+        assert_eq!(
+            unfinished.to_string(),
+            "2 (of 4) futures unfinished after the timeout of 10ms"
+        );
         assert!(Error::ShutDown
             .to_string()
             .contains("after the executor was shut down"));

@@ -6,6 +6,9 @@
 //! the generic methods, which are available on every executor, `dyn` ones included.
 
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future as _};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::blocking;
@@ -119,31 +122,63 @@ fn chunk_sizes(
     auto()
 }
 
-/// Options for [`ExecutorExt::map_with`].
+/// Options for [`ExecutorExt::map_with`], set with builder methods (more may be added
+/// without breaking callers).
+///
+/// ```
+/// use primepool_core::{ExecutorExt, MapOptions, SerialExecutor};
+/// use std::time::Duration;
+///
+/// let pool = SerialExecutor::new();
+/// let options = MapOptions::new()
+///     .chunksize(4)
+///     .timeout(Duration::from_secs(60))
+///     .buffersize(16);
+/// // An endless input: only 16 are pulled ahead of what is read.
+/// let first: Vec<u64> = pool
+///     .map_with(|x: u64| x * 2, 0.., options)
+///     .unwrap()
+///     .take(3)
+///     .collect::<Result<_, _>>()
+///     .unwrap();
+/// assert_eq!(first, [0, 2, 4]);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MapOptions {
-    /// Inputs per job (one message each on process and Web Worker pools). `None`: the
-    /// executor's [`auto_chunks`](Executor::auto_chunks). Zero is an error.
-    pub chunksize: Option<usize>,
-    /// How long the whole map may take, counted from the `map` call, as in Python.
-    pub timeout: Option<Duration>,
+    chunksize: Option<usize>,
+    timeout: Option<Duration>,
+    buffersize: Option<usize>,
 }
 
 impl MapOptions {
-    /// Default options: automatic chunk size, no timeout.
+    /// Default options: automatic chunk size, no timeout, every input taken up front.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Sets the chunk size.
-    pub fn chunksize(mut self, chunksize: usize) -> Self {
-        self.chunksize = Some(chunksize);
+    /// Inputs per job (one message each on process and Web Worker pools). `None` (the
+    /// default): the executor's [`auto_chunks`](Executor::auto_chunks). Zero is an error.
+    pub fn chunksize(mut self, chunksize: impl Into<Option<usize>>) -> Self {
+        self.chunksize = chunksize.into();
         self
     }
 
-    /// Sets the timeout.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+    /// How long the whole map may take, counted from the `map` call, as in Python. `None`
+    /// (the default): no limit.
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into();
+        self
+    }
+
+    /// Python 3.14's `buffersize`: at most `n` inputs are submitted and not yet yielded.
+    /// Inputs are then pulled lazily, as results are read, so an endless iterator works and
+    /// memory stays bounded; dropping the map stops pulling and cancels the buffered chunks
+    /// that have not started. Counted in inputs, not chunks: chunks hold up to the chunk size
+    /// (at most `n`; without one, a quarter of the buffer's share per worker), and a new chunk
+    /// is pulled once there is room for a whole one. `None` (the default): every input is
+    /// taken up front. Zero is an error.
+    pub fn buffersize(mut self, n: impl Into<Option<usize>>) -> Self {
+        self.buffersize = n.into();
         self
     }
 }
@@ -160,32 +195,79 @@ pub trait ExecutorExt: Executor {
 
     /// Calls `f` on every input; the results come back in input order. All calls are scheduled
     /// before this returns. See [`map_with`](ExecutorExt::map_with).
-    fn map<A: Value, R: Value>(
-        &self,
+    fn map<'a, A: Value, R: Value, I>(
+        &'a self,
         f: fn(A) -> R,
-        inputs: impl IntoIterator<Item = A>,
-    ) -> Result<Map<R>, Error> {
+        inputs: I,
+    ) -> Result<Map<'a, R>, Error>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
         self.map_with(f, inputs, MapOptions::default())
     }
 
-    /// [`map`](ExecutorExt::map) with a chunk size and a timeout. A task's error is yielded at
-    /// its position, when the iteration reaches it, not before.
+    /// [`map`](ExecutorExt::map) with a chunk size, a timeout and a buffer size. A task's
+    /// error is yielded at its position, when the iteration reaches it, not before.
     ///
     /// Each chunk is one [`Job`] with one future for all its calls (as Python's process pool
     /// does), so a large `map` costs one shared state per chunk, not per input; cancelling
-    /// works per chunk.
-    fn map_with<A: Value, R: Value>(
-        &self,
+    /// works per chunk. Without a buffer size every input is taken and scheduled before this
+    /// returns; with one, the first chunks are, and the rest as results are read.
+    fn map_with<'a, A: Value, R: Value, I>(
+        &'a self,
         f: fn(A) -> R,
-        inputs: impl IntoIterator<Item = A>,
+        inputs: I,
         options: MapOptions,
-    ) -> Result<Map<R>, Error> {
+    ) -> Result<Map<'a, R>, Error>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
         if options.chunksize == Some(0) {
             return Err(Error::invalid("chunksize must be at least 1"));
+        }
+        if options.buffersize == Some(0) {
+            return Err(Error::invalid("buffersize must be at least 1"));
         }
         let deadline = options
             .timeout
             .and_then(|t| web_time::Instant::now().checked_add(t));
+        let mut map = Map {
+            chunks: VecDeque::new(),
+            ready: Vec::new().into_iter(),
+            remaining: 0,
+            deadline,
+            timeout: options.timeout,
+            begun: false,
+            buffered: options.buffersize.is_some(),
+            feed: None,
+            alarm: None,
+        };
+        if let Some(capacity) = options.buffersize {
+            let chunk = options
+                .chunksize
+                .unwrap_or_else(|| balanced_chunksize(capacity, self.max_workers()))
+                .min(capacity);
+            let mut inputs = inputs.into_iter();
+            let pull = move |size: usize| -> Result<Option<(MapChunk<R>, bool)>, Error> {
+                let args: Vec<A> = inputs.by_ref().take(size).collect();
+                if args.is_empty() {
+                    return Ok(None);
+                }
+                let len = args.len();
+                let (job, future) = Job::chunk(f, args);
+                self.execute(job)?;
+                Ok(Some((MapChunk { future, len }, len == size)))
+            };
+            map.feed = Some(Feed {
+                pull: Box::new(pull),
+                capacity,
+                chunk,
+            });
+            map.fill()?;
+            return Ok(map);
+        }
         let inputs: Vec<A> = inputs.into_iter().collect();
         let total = inputs.len();
         let sizes = chunk_sizes(total, options.chunksize, || self.auto_chunks(total));
@@ -194,23 +276,17 @@ pub trait ExecutorExt: Executor {
             total,
             "chunks cover the inputs"
         );
-        let mut chunks = VecDeque::with_capacity(sizes.len());
         let mut jobs = Vec::with_capacity(sizes.len());
+        map.chunks.reserve(sizes.len());
         let mut inputs = inputs.into_iter();
         for size in sizes {
             let args: Vec<A> = inputs.by_ref().take(size).collect();
             let len = args.len();
             let (job, future) = Job::chunk(f, args);
-            chunks.push_back(MapChunk { future, len });
+            map.chunks.push_back(MapChunk { future, len });
             jobs.push(job);
         }
-        let map = Map {
-            chunks,
-            ready: Vec::new().into_iter(),
-            remaining: total,
-            deadline,
-            timeout: options.timeout,
-        };
+        map.remaining = total;
         self.execute_batch(jobs)?;
         Ok(map)
     }
@@ -251,35 +327,109 @@ struct MapChunk<R> {
     len: usize,
 }
 
-/// The results of a `map`, in input order.
+/// Pulls the next chunk of up to `n` inputs and submits it: the chunk, and whether the
+/// inputs may have more. `None`: they ended.
+type Pull<'a, R> = Box<dyn FnMut(usize) -> Result<Option<(MapChunk<R>, bool)>, Error> + Send + 'a>;
+
+/// The lazily read inputs of a map with a buffer size.
+struct Feed<'a, R> {
+    pull: Pull<'a, R>,
+    /// The buffer size: inputs submitted and not yet yielded, at most.
+    capacity: usize,
+    /// Inputs per chunk.
+    chunk: usize,
+}
+
+impl<R> std::fmt::Debug for Feed<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed")
+            .field("capacity", &self.capacity)
+            .field("chunk", &self.chunk)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The results of a `map`, in input order; also a [`Stream`](futures_core::Stream).
 ///
-/// Iterating blocks on each chunk in turn (yielding [`Error::WouldBlock`] where blocking is
-/// impossible); [`next_async`](Map::next_async) awaits instead. A task's error is yielded in its
-/// place and iteration goes on; a chunk that failed as a whole (its worker died) yields its
-/// error once per input; a timeout is yielded once, then the remaining chunks are cancelled and
-/// iteration ends. Dropping a `Map` cancels the chunks that have not started.
+/// Iterating blocks on each chunk in turn; [`next_async`](Map::next_async) (or the `Stream`)
+/// awaits instead. A task's error is yielded in its place and iteration goes on; a chunk that
+/// failed as a whole (its worker died) yields its error once per input; a timeout, or
+/// [`Error::WouldBlock`] where blocking is impossible, is yielded once, then the chunks not
+/// started are cancelled and iteration ends. With a buffer size, a failure to submit a later
+/// chunk (the pool was shut down) is yielded once after the results before it, and iteration
+/// ends.
+///
+/// Dropping a `Map` whose iteration has not begun lets every task run, as Python does (so
+/// `pool.map(f, xs)?` alone still does the work, though the results are lost: hence
+/// `#[must_use]`); dropping it once iteration has begun cancels the chunks that have not
+/// started. A map with a buffer size stops pulling inputs when dropped and cancels the buffered
+/// chunks that have not started, begun or not.
 #[derive(Debug)]
-#[must_use = "dropping a Map cancels the chunks that have not started: iterate or collect it"]
-pub struct Map<R> {
+#[must_use = "a map's results are read by iterating it; dropped unread, its tasks still run"]
+pub struct Map<'a, R> {
     chunks: VecDeque<MapChunk<R>>,
     /// The outcomes of the chunk being yielded (taken from its future, not copied).
     ready: std::vec::IntoIter<Result<R, Error>>,
+    /// Results submitted (or yielded in `ready`) and not yet taken.
     remaining: usize,
     deadline: Option<web_time::Instant>,
     timeout: Option<Duration>,
+    /// A result was asked for: dropping now cancels what has not started.
+    begun: bool,
+    /// Made with a buffer size.
+    buffered: bool,
+    /// The inputs not yet pulled, for a map with a buffer size; `None` once they ended.
+    feed: Option<Feed<'a, R>>,
+    /// Wakes an awaiting task at the deadline.
+    alarm: Option<crate::timer::Alarm>,
 }
 
-impl<R> Map<R> {
-    /// How many results have not been taken yet.
+impl<R> Map<'_, R> {
+    /// How many results have not been taken yet; for a map with a buffer size, of the inputs
+    /// pulled so far.
     pub fn remaining(&self) -> usize {
         self.remaining
     }
 
     /// The futures of the chunks not yet reached, each with its number of inputs: for progress
-    /// reports, `wait`, or `terminate`. Taking results from them directly leaves `Map` with
-    /// [`Error::ResultTaken`] for those inputs; observe them, do not `join` them.
+    /// reports, `wait`, or `terminate` (with a buffer size: the buffered ones). Taking results
+    /// from them directly leaves `Map` with [`Error::ResultTaken`] for those inputs; observe
+    /// them, do not `join` them.
     pub fn chunks(&self) -> impl Iterator<Item = (&ChunkFuture<R>, usize)> {
         self.chunks.iter().map(|c| (&c.future, c.len))
+    }
+
+    /// Pulls and submits chunks while the buffer has room for a whole one.
+    fn fill(&mut self) -> Result<(), Error> {
+        while let Some(feed) = &mut self.feed {
+            if feed.capacity.saturating_sub(self.remaining) < feed.chunk {
+                break;
+            }
+            match (feed.pull)(feed.chunk) {
+                Ok(Some((chunk, more))) => {
+                    self.remaining += chunk.len;
+                    self.chunks.push_back(chunk);
+                    if !more {
+                        self.feed = None;
+                    }
+                }
+                Ok(None) => self.feed = None,
+                Err(e) => {
+                    self.feed = None;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the iteration: stops pulling and cancels the chunks that have not started.
+    fn end(&mut self) {
+        self.feed = None;
+        self.chunks.drain(..).for_each(|c| {
+            c.future.cancel();
+        });
+        self.remaining = 0;
     }
 
     /// Makes a finished chunk's outcomes the ones to yield next.
@@ -293,21 +443,61 @@ impl<R> Map<R> {
         };
     }
 
+    /// The next outcome of the chunk being yielded, then room made for the next chunk. A
+    /// failure to submit it is yielded after the chunks already submitted.
     fn take_ready(&mut self) -> Option<Result<R, Error>> {
         let next = self.ready.next()?;
         self.remaining -= 1;
+        if let Err(e) = self.fill() {
+            self.chunks.push_back(MapChunk {
+                future: Future::ready(Err(e)),
+                len: 1,
+            });
+            self.remaining += 1;
+        }
         Some(next)
     }
 
-    /// The next result, awaited rather than blocked on (the browser's form). The timeout
-    /// does not apply here; race it against a timer if needed.
-    pub async fn next_async(&mut self) -> Option<Result<R, Error>> {
+    fn timed_out(&mut self) -> Option<Result<R, Error>> {
+        self.end();
+        Some(Err(Error::timed_out(self.timeout.unwrap_or_default())))
+    }
+
+    /// The async step (`next_async` and the `Stream`): the next result once its chunk is
+    /// done, or the time-out at the deadline, for which an alarm wakes the task (see
+    /// [`crate::timer`]).
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<R, Error>>> {
+        self.begun = true;
         if self.ready.len() == 0 {
-            let chunk = self.chunks.pop_front()?;
-            let outcome = chunk.future.await;
-            self.unpack(chunk.len, outcome);
+            let Some(chunk) = self.chunks.front_mut() else {
+                return Poll::Ready(None);
+            };
+            match Pin::new(&mut chunk.future).poll(cx) {
+                Poll::Ready(outcome) => {
+                    let len = chunk.len;
+                    self.chunks.pop_front();
+                    self.unpack(len, outcome);
+                }
+                Poll::Pending => {
+                    if let Some(deadline) = self.deadline {
+                        if web_time::Instant::now() >= deadline {
+                            return Poll::Ready(self.timed_out());
+                        }
+                        self.alarm
+                            .get_or_insert_with(|| crate::timer::Alarm::at(deadline))
+                            .arm(cx.waker());
+                    }
+                    return Poll::Pending;
+                }
+            }
         }
-        self.take_ready()
+        Poll::Ready(self.take_ready())
+    }
+
+    /// The next result, awaited rather than blocked on (the browser's form). The map's
+    /// timeout applies: at the deadline the time-out is yielded, as [`Iterator::next`] does.
+    pub async fn next_async(&mut self) -> Option<Result<R, Error>> {
+        poll_fn(|cx| self.poll_step(cx)).await
     }
 
     /// Awaits every result, in input order.
@@ -320,10 +510,27 @@ impl<R> Map<R> {
     }
 }
 
-impl<R> Iterator for Map<R> {
+// A `Map` is never pinned in place: its results are moved out, never borrowed across polls.
+impl<R> Unpin for Map<'_, R> {}
+
+impl<R> futures_core::Stream for Map<'_, R> {
+    type Item = Result<R, Error>;
+
+    /// Like [`Map::next_async`], the timeout included.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_step(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        Iterator::size_hint(self)
+    }
+}
+
+impl<R> Iterator for Map<'_, R> {
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.begun = true;
         if self.ready.len() == 0 {
             let chunk = self.chunks.front()?;
             let left = self
@@ -331,13 +538,11 @@ impl<R> Iterator for Map<R> {
                 .map(|d| d.saturating_duration_since(web_time::Instant::now()));
             if !chunk.future.wait(left) {
                 if !blocking::allowed() {
+                    // Once: a `for` loop on a thread that must not block ends.
+                    self.end();
                     return Some(Err(Error::WouldBlock));
                 }
-                self.chunks.drain(..).for_each(|c| {
-                    c.future.cancel();
-                });
-                self.remaining = 0;
-                return Some(Err(Error::TimedOut(self.timeout.unwrap_or_default())));
+                return self.timed_out();
             }
             let chunk = self.chunks.pop_front()?;
             let outcome = chunk.future.join();
@@ -347,21 +552,208 @@ impl<R> Iterator for Map<R> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
+        match self.feed {
+            Some(_) => (self.remaining, None),
+            None => (self.remaining, Some(self.remaining)),
+        }
     }
 }
 
-impl<R> Drop for Map<R> {
+impl<R> Drop for Map<'_, R> {
     fn drop(&mut self) {
-        for chunk in &self.chunks {
-            chunk.future.cancel();
+        if self.begun || self.buffered {
+            self.end();
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{chunk_sizes, factoring_chunks, Executor};
+    use super::{chunk_sizes, factoring_chunks, Executor, ExecutorExt, MapOptions};
+    use crate::{job::Job, Error};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// An executor that holds its jobs until told to run them: a pool whose workers are busy.
+    #[derive(Default)]
+    struct Held(Mutex<Vec<Job>>);
+
+    impl Executor for Held {
+        fn name(&self) -> &'static str {
+            "held"
+        }
+        fn max_workers(&self) -> usize {
+            2
+        }
+        fn execute(&self, job: Job) -> Result<(), Error> {
+            self.0.lock().unwrap().push(job);
+            Ok(())
+        }
+        fn shutdown(&self, _wait: bool, _cancel_futures: bool) {}
+    }
+
+    impl Held {
+        fn run_all(&self) {
+            let jobs = std::mem::take(&mut *self.0.lock().unwrap());
+            jobs.into_iter().for_each(Job::run_local);
+        }
+    }
+
+    fn double(x: u64) -> u64 {
+        x * 2
+    }
+
+    #[test]
+    fn an_unread_map_runs_every_task_and_a_begun_one_cancels_the_rest() {
+        let pool = Held::default();
+        let map = pool
+            .map_with(double, 0..6, MapOptions::new().chunksize(1))
+            .unwrap();
+        let chunks: Vec<_> = map.chunks().map(|(f, _)| f.clone()).collect();
+        drop(map);
+        pool.run_all();
+        for f in &chunks {
+            assert_eq!(
+                f.state(),
+                crate::FutureState::Finished,
+                "never read: still runs"
+            );
+        }
+        let mut map = pool
+            .map_with(double, 0..6, MapOptions::new().chunksize(1))
+            .unwrap();
+        let chunks: Vec<_> = map.chunks().map(|(f, _)| f.clone()).collect();
+        let first = pool.0.lock().unwrap().remove(0);
+        first.run_local();
+        assert_eq!(map.next(), Some(Ok(0)));
+        drop(map);
+        assert!(
+            chunks[1..].iter().all(|f| f.cancelled()),
+            "begun: the rest is cancelled"
+        );
+    }
+
+    #[test]
+    fn a_map_where_blocking_is_forbidden_yields_would_block_once_then_ends() {
+        std::thread::spawn(|| {
+            crate::blocking::forbid_on_this_thread();
+            let pool = Held::default();
+            let got: Vec<_> = pool.map(double, 0..4).unwrap().take(5).collect();
+            assert_eq!(got, [Err(Error::WouldBlock)]);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_buffered_map_pulls_only_what_the_buffer_holds() {
+        let pool = Held::default();
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let inputs = (0..).inspect(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let options = MapOptions::new().buffersize(6).chunksize(2);
+        let mut map = pool.map_with(double, inputs, options).unwrap();
+        assert_eq!(pulled.load(Ordering::SeqCst), 6, "three chunks of two");
+        assert_eq!(map.chunks().count(), 3);
+        pool.run_all();
+        assert_eq!(map.next(), Some(Ok(0)));
+        assert_eq!(
+            pulled.load(Ordering::SeqCst),
+            6,
+            "no room for a chunk of two yet"
+        );
+        assert_eq!(map.next(), Some(Ok(2)));
+        assert_eq!(
+            pulled.load(Ordering::SeqCst),
+            8,
+            "one chunk pulled for two yielded"
+        );
+        let chunks: Vec<_> = map.chunks().map(|(f, _)| f.clone()).collect();
+        drop(map);
+        assert!(
+            chunks.last().unwrap().cancelled(),
+            "not started: cancelled on drop"
+        );
+        assert_eq!(pulled.load(Ordering::SeqCst), 8, "dropping stops pulling");
+    }
+
+    #[test]
+    fn a_zero_buffersize_is_an_error() {
+        let err = Held::default()
+            .map_with(double, 0.., MapOptions::new().buffersize(0))
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_buffered_map_yields_a_failed_submit_after_the_results_before_it() {
+        struct Refuses(AtomicUsize);
+        impl Executor for Refuses {
+            fn name(&self) -> &'static str {
+                "refuses"
+            }
+            fn max_workers(&self) -> usize {
+                1
+            }
+            fn execute(&self, job: Job) -> Result<(), Error> {
+                if self.0.fetch_add(1, Ordering::SeqCst) >= 2 {
+                    return Err(Error::ShutDown);
+                }
+                job.run_local();
+                Ok(())
+            }
+            fn shutdown(&self, _wait: bool, _cancel_futures: bool) {}
+        }
+        let pool = Refuses(AtomicUsize::new(0));
+        let got: Vec<_> = pool
+            .map_with(double, 0.., MapOptions::new().buffersize(2).chunksize(1))
+            .unwrap()
+            .take(10)
+            .collect();
+        assert_eq!(got, [Ok(0), Ok(2), Err(Error::ShutDown)]);
+    }
+
+    #[test]
+    fn next_async_yields_the_time_out_at_the_deadline_without_a_finished_chunk() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = Held::default();
+            let options = MapOptions::new().timeout(Duration::from_millis(30));
+            let mut map = pool.map_with(double, 0..4, options).unwrap();
+            let first = crate::conformance::block_on(map.next_async());
+            let after = crate::conformance::block_on(map.next_async());
+            tx.send((first, after)).unwrap();
+        });
+        let (first, after) = rx.recv_timeout(Duration::from_secs(60)).expect("no hang");
+        assert_eq!(
+            first,
+            Some(Err(Error::timed_out(Duration::from_millis(30))))
+        );
+        assert_eq!(after, None);
+    }
+
+    #[test]
+    fn a_map_is_a_stream_of_its_results_in_order() {
+        use futures_core::Stream;
+        let pool = crate::SerialExecutor::new();
+        let mut map = pool
+            .map_with(double, 0..5, MapOptions::new().chunksize(2))
+            .unwrap();
+        assert_eq!(Stream::size_hint(&map), (5, Some(5)));
+        let got = crate::conformance::block_on(async {
+            let mut out = Vec::new();
+            while let Some(r) =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut map).poll_next(cx)).await
+            {
+                out.push(r.unwrap());
+            }
+            out
+        });
+        assert_eq!(got, [0, 2, 4, 6, 8]);
+    }
 
     #[test]
     fn an_asked_chunk_size_is_kept_and_the_last_chunk_takes_the_rest() {

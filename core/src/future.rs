@@ -50,7 +50,9 @@ enum Status<T> {
 struct Slot<T> {
     status: Status<T>,
     callbacks: Vec<Callback<T>>,
-    hooks: Vec<Hook>,
+    /// `wait`/`as_completed` hooks, each with the number [`Future::remove_hook`] takes.
+    hooks: Vec<(u64, Hook)>,
+    next_hook: u64,
     wakers: Vec<Waker>,
     terminator: Option<Terminator>,
     /// Threads blocked in `wait_done`: completing wakes the condition variable only if some
@@ -256,15 +258,36 @@ impl<T> Future<T> {
     }
 
     /// Registers `hook` to run when the future is done (at once if it is). Used by
-    /// [`wait`](crate::wait) and [`as_completed`](crate::as_completed).
-    pub(crate) fn on_done(&self, hook: impl FnOnce() + Send + 'static) {
+    /// [`wait`](crate::wait) and [`as_completed`](crate::as_completed), which remove it with
+    /// [`remove_hook`](Future::remove_hook) when they return. `None`: it already ran.
+    pub(crate) fn on_done(&self, hook: impl FnOnce() + Send + 'static) -> Option<u64> {
         let mut slot = lock(&self.inner);
         if slot.is_done() {
             drop(slot);
             hook();
+            None
         } else {
-            slot.hooks.push(Box::new(hook));
+            let id = slot.next_hook;
+            slot.next_hook += 1;
+            slot.hooks.push((id, Box::new(hook)));
+            Some(id)
         }
+    }
+
+    /// Removes the hook `on_done` registered as `id`, if it has not run.
+    pub(crate) fn remove_hook(&self, id: u64) {
+        lock(&self.inner).hooks.retain(|(hook, _)| *hook != id);
+    }
+
+    /// How many hooks wait to run (for tests that check `wait` leaves none behind).
+    #[cfg(test)]
+    pub(crate) fn hook_count(&self) -> usize {
+        lock(&self.inner).hooks.len()
+    }
+
+    /// Identifies the task: clones of one future share it, other futures never do.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as *const () as usize
     }
 
     /// Returns with the lock held once done, or the reason it could not wait.
@@ -294,7 +317,7 @@ impl<T> Future<T> {
                     let left = deadline.saturating_duration_since(web_time::Instant::now());
                     if left.is_zero() {
                         slot.blocked -= 1;
-                        return Err(Error::TimedOut(timeout.unwrap_or_default()));
+                        return Err(Error::timed_out(timeout.unwrap_or_default()));
                     }
                     self.inner
                         .ready
@@ -335,7 +358,7 @@ impl<T> Future<T> {
         if blocked {
             self.inner.ready.notify_all();
         }
-        hooks.into_iter().for_each(|hook| hook());
+        hooks.into_iter().for_each(|(_, hook)| hook());
         wakers.into_iter().for_each(Waker::wake);
         for callback in callbacks {
             run_callback(callback, self);
@@ -410,6 +433,7 @@ impl<T> Promise<T> {
                     status: Status::Pending,
                     callbacks: Vec::new(),
                     hooks: Vec::new(),
+                    next_hook: 0,
                     wakers: Vec::new(),
                     terminator: None,
                     blocked: 0,
@@ -556,10 +580,10 @@ mod tests {
         let (_p, f) = Promise::<u8>::new();
         assert_eq!(
             f.result(Some(Duration::ZERO)),
-            Err(Error::TimedOut(Duration::ZERO))
+            Err(Error::timed_out(Duration::ZERO))
         );
         let t = Duration::from_millis(20);
-        assert_eq!(f.result(Some(t)), Err(Error::TimedOut(t)));
+        assert_eq!(f.result(Some(t)), Err(Error::timed_out(t)));
     }
 
     #[test]

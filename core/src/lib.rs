@@ -45,11 +45,12 @@ mod panic;
 #[cfg(any(test, feature = "report"))]
 pub mod report;
 mod serial;
+pub mod timer;
 mod wait;
 pub mod workload;
 
 pub use call::Value;
-pub use error::{Error, TaskPanic, WorkerId};
+pub use error::{Error, TaskPanic, Unfinished, WorkerId};
 pub use executor::{Executor, ExecutorExt, InProcessExecutor, Map, MapOptions};
 pub use future::{Future, FutureState};
 pub use serial::SerialExecutor;

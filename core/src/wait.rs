@@ -3,16 +3,20 @@
 //!
 //! Both register a hook on every future that records its index in a shared queue when it
 //! finishes, so the cost is proportional to the number of futures, not to the number of
-//! wake-ups times the number of futures.
+//! wake-ups times the number of futures. The hooks are removed when `wait` returns and when an
+//! [`AsCompleted`] is dropped, so watching long-lived futures again and again leaves nothing
+//! behind on them. Python takes sets of futures: a future listed twice (clones of one
+//! future included) is watched, returned and yielded once, at its first place.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::blocking;
-use crate::error::Error;
+use crate::error::{Error, Unfinished};
 use crate::future::Future;
 
 /// When [`wait`] returns.
@@ -30,9 +34,9 @@ pub enum ReturnWhen {
 /// What [`wait`] found: the futures that are done and those that are not.
 #[derive(Debug)]
 pub struct Waited<'a, T> {
-    /// Finished or cancelled futures, in input order.
+    /// Finished or cancelled futures, in input order, each once.
     pub done: Vec<&'a Future<T>>,
-    /// The others, in input order.
+    /// The others, in input order, each once.
     pub not_done: Vec<&'a Future<T>>,
 }
 
@@ -49,26 +53,64 @@ struct Signal {
     changed: Condvar,
 }
 
-impl Signal {
-    fn watch<T>(futures: &[Future<T>]) -> Arc<Signal> {
+/// The distinct futures of `futures` (a clone is the same future), in first-seen order.
+fn distinct<T>(futures: &[Future<T>]) -> Vec<&Future<T>> {
+    let mut seen = HashSet::with_capacity(futures.len());
+    futures.iter().filter(|f| seen.insert(f.id())).collect()
+}
+
+/// A hook on each of some futures, removed again on drop.
+struct Watch<'a, T> {
+    signal: Arc<Signal>,
+    futures: Vec<&'a Future<T>>,
+    hooks: Vec<Option<u64>>,
+}
+
+impl<'a, T> Watch<'a, T> {
+    fn new(futures: &'a [Future<T>]) -> Self {
         let signal = Arc::new(Signal::default());
-        for (index, future) in futures.iter().enumerate() {
-            let weak: Weak<Signal> = Arc::downgrade(&signal);
-            future.on_done(move || {
-                if let Some(signal) = weak.upgrade() {
-                    let waker = {
-                        let mut q = signal.lock();
-                        q.finished.push_back(index);
-                        q.waker.take()
-                    };
-                    signal.changed.notify_all();
-                    if let Some(w) = waker {
-                        w.wake();
+        let futures = distinct(futures);
+        let hooks = futures
+            .iter()
+            .enumerate()
+            .map(|(index, future)| {
+                let weak: Weak<Signal> = Arc::downgrade(&signal);
+                future.on_done(move || {
+                    if let Some(signal) = weak.upgrade() {
+                        signal.push(index);
                     }
-                }
-            });
+                })
+            })
+            .collect();
+        Watch {
+            signal,
+            futures,
+            hooks,
         }
-        signal
+    }
+}
+
+impl<T> Drop for Watch<'_, T> {
+    fn drop(&mut self) {
+        for (future, hook) in self.futures.iter().zip(&self.hooks) {
+            if let Some(id) = hook {
+                future.remove_hook(*id);
+            }
+        }
+    }
+}
+
+impl Signal {
+    fn push(&self, index: usize) {
+        let waker = {
+            let mut q = self.lock();
+            q.finished.push_back(index);
+            q.waker.take()
+        };
+        self.changed.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -108,8 +150,10 @@ fn deadline(timeout: Option<Duration>) -> Option<web_time::Instant> {
 }
 
 /// Waits until `return_when` holds for `futures`, or `timeout` passes, and splits them into
-/// done and not done. A timeout is not an error here, as in Python: look at `not_done`. Where
-/// blocking is impossible, a condition not yet met gives [`Error::WouldBlock`].
+/// done and not done, each future once (in the order of its first place in `futures`). A
+/// timeout is not an error here, as in Python: look at `not_done`. Where blocking is
+/// impossible, a condition not yet met gives [`Error::WouldBlock`]. The hooks `wait` puts on
+/// the futures are removed before it returns.
 ///
 /// ```
 /// use primepool_core::{wait, ExecutorExt, ReturnWhen, SerialExecutor};
@@ -125,23 +169,24 @@ pub fn wait<T>(
     return_when: ReturnWhen,
 ) -> Result<Waited<'_, T>, Error> {
     let deadline = deadline(timeout);
-    let signal = Signal::watch(futures);
-    let mut done = vec![false; futures.len()];
+    let watch = Watch::new(futures);
+    let watched = &watch.futures;
+    let mut done = vec![false; watched.len()];
     let mut count = 0;
     loop {
         let met = match return_when {
-            ReturnWhen::FirstCompleted => count > 0 || futures.is_empty(),
-            ReturnWhen::FirstException | ReturnWhen::AllCompleted => count == futures.len(),
+            ReturnWhen::FirstCompleted => count > 0 || watched.is_empty(),
+            ReturnWhen::FirstException | ReturnWhen::AllCompleted => count == watched.len(),
         };
         if met {
             break;
         }
-        match signal.next(deadline) {
+        match watch.signal.next(deadline) {
             Ok(Some(i)) => {
                 if !std::mem::replace(&mut done[i], true) {
                     count += 1;
                 }
-                let failed = matches!(futures[i].error(Some(Duration::ZERO)), Ok(Some(_)));
+                let failed = matches!(watched[i].error(Some(Duration::ZERO)), Ok(Some(_)));
                 if return_when == ReturnWhen::FirstException && failed {
                     break;
                 }
@@ -151,50 +196,67 @@ pub fn wait<T>(
         }
     }
     // Futures that finished after the last pop still count as done.
-    for (i, f) in futures.iter().enumerate() {
-        done[i] |= f.done();
-    }
-    let (done_fs, not_done) = futures
+    let (done_fs, not_done) = watched
         .iter()
         .zip(&done)
-        .partition::<Vec<_>, _>(|(_, d)| **d);
+        .partition::<Vec<_>, _>(|(f, d)| **d || f.done());
     Ok(Waited {
-        done: done_fs.into_iter().map(|(f, _)| f).collect(),
-        not_done: not_done.into_iter().map(|(f, _)| f).collect(),
+        done: done_fs.into_iter().map(|(f, _)| *f).collect(),
+        not_done: not_done.into_iter().map(|(f, _)| *f).collect(),
     })
 }
 
-/// Yields `futures` as they finish (already-finished ones first). With a `timeout` (counted
-/// from this call), an [`Error::TimedOut`] is yielded once if time runs out, then iteration
-/// ends. [`AsCompleted::next_async`] awaits instead of blocking.
+/// Yields `futures` as they finish (already-finished ones first), each future once however
+/// often it is listed. With a `timeout` (counted from this call), an [`Error::TimedOut`] that
+/// says how many futures are unfinished is yielded once if time runs out, then iteration ends.
+/// Where blocking is impossible, [`Error::WouldBlock`] is yielded once and iteration ends:
+/// use [`AsCompleted::next_async`] there, which awaits instead of blocking. Dropping the
+/// iterator removes its hooks from the futures.
 pub fn as_completed<T>(futures: &[Future<T>], timeout: Option<Duration>) -> AsCompleted<'_, T> {
+    let watch = Watch::new(futures);
     AsCompleted {
-        signal: Signal::watch(futures),
-        futures,
-        left: futures.len(),
+        left: watch.futures.len(),
+        watch,
         deadline: deadline(timeout),
         timeout,
+        alarm: None,
     }
 }
 
 /// The iterator returned by [`as_completed`].
+///
+/// It is also a [`Stream`](futures_core::Stream) of the same items as the iterator, the
+/// time-out included (an alarm wakes the task at the deadline: see [`crate::timer`]).
 #[must_use = "iterators are lazy: as_completed yields nothing unless iterated"]
 pub struct AsCompleted<'a, T> {
-    signal: Arc<Signal>,
-    futures: &'a [Future<T>],
+    watch: Watch<'a, T>,
     left: usize,
     deadline: Option<web_time::Instant>,
     timeout: Option<Duration>,
+    alarm: Option<crate::timer::Alarm>,
 }
 
 impl<'a, T> AsCompleted<'a, T> {
-    /// The next future to finish, awaited rather than blocked on.
+    /// The time-out, once: nothing more is yielded after it.
+    fn timed_out(&mut self) -> Error {
+        let unfinished = Unfinished {
+            count: std::mem::take(&mut self.left),
+            of: self.watch.futures.len(),
+        };
+        Error::TimedOut {
+            after: self.timeout.unwrap_or_default(),
+            unfinished: Some(unfinished),
+        }
+    }
+
+    /// The next future to finish, awaited rather than blocked on. The timeout does not apply
+    /// here; the [`Stream`](futures_core::Stream) form applies it.
     pub async fn next_async(&mut self) -> Option<&'a Future<T>> {
         if self.left == 0 {
             return None;
         }
         let index = poll_fn(|cx| {
-            let mut q = self.signal.lock();
+            let mut q = self.watch.signal.lock();
             match q.finished.pop_front() {
                 Some(i) => Poll::Ready(i),
                 None => {
@@ -205,7 +267,7 @@ impl<'a, T> AsCompleted<'a, T> {
         })
         .await;
         self.left -= 1;
-        Some(&self.futures[index])
+        Some(self.watch.futures[index])
     }
 }
 
@@ -216,17 +278,53 @@ impl<'a, T> Iterator for AsCompleted<'a, T> {
         if self.left == 0 {
             return None;
         }
-        match self.signal.next(self.deadline) {
+        match self.watch.signal.next(self.deadline) {
             Ok(Some(i)) => {
                 self.left -= 1;
-                Some(Ok(&self.futures[i]))
+                Some(Ok(self.watch.futures[i]))
             }
-            Ok(None) => {
+            Ok(None) => Some(Err(self.timed_out())),
+            Err(e) => {
+                // Yielded once: a `for` loop on a thread that must not block ends.
                 self.left = 0;
-                Some(Err(Error::TimedOut(self.timeout.unwrap_or_default())))
+                Some(Err(e))
             }
-            Err(e) => Some(Err(e)),
         }
+    }
+}
+
+// Nothing in an `AsCompleted` is pinned in place.
+impl<T> Unpin for AsCompleted<'_, T> {}
+
+impl<'a, T> futures_core::Stream for AsCompleted<'a, T> {
+    type Item = Result<&'a Future<T>, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        let mut q = this.watch.signal.lock();
+        if let Some(i) = q.finished.pop_front() {
+            drop(q);
+            this.left -= 1;
+            return Poll::Ready(Some(Ok(this.watch.futures[i])));
+        }
+        q.waker = Some(cx.waker().clone());
+        drop(q);
+        if let Some(deadline) = this.deadline {
+            if web_time::Instant::now() >= deadline {
+                return Poll::Ready(Some(Err(this.timed_out())));
+            }
+            this.alarm
+                .get_or_insert_with(|| crate::timer::Alarm::at(deadline))
+                .arm(cx.waker());
+        }
+        Poll::Pending
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
     }
 }
 
@@ -337,8 +435,140 @@ mod tests {
     fn as_completed_yields_a_timeout_once_then_ends() {
         let (_promises, futures) = pending(2);
         let mut it = as_completed(&futures, Some(Duration::from_millis(10)));
-        assert!(matches!(it.next(), Some(Err(Error::TimedOut(_)))));
+        assert!(matches!(it.next(), Some(Err(Error::TimedOut { .. }))));
         assert!(it.next().is_none());
+    }
+
+    #[test]
+    fn an_as_completed_timeout_says_how_many_futures_are_unfinished_of_how_many() {
+        let (mut promises, futures) = pending(4);
+        promises.remove(0).set_result(0);
+        promises.remove(0).set_result(1);
+        let mut it = as_completed(&futures, Some(Duration::from_millis(10)));
+        assert!(it.next().unwrap().is_ok());
+        assert!(it.next().unwrap().is_ok());
+        let err = it.next().unwrap().unwrap_err();
+        assert_eq!(
+            err,
+            Error::TimedOut {
+                after: Duration::from_millis(10),
+                unfinished: Some(Unfinished { count: 2, of: 4 }),
+            }
+        );
+        assert!(
+            err.to_string().starts_with("2 (of 4) futures unfinished"),
+            "{err}"
+        );
+        assert!(it.next().is_none());
+    }
+
+    #[test]
+    fn wait_returns_a_future_listed_twice_once_in_input_order() {
+        let (mut promises, futures) = pending(2);
+        let listed = vec![
+            futures[1].clone(),
+            futures[0].clone(),
+            futures[1].clone(),
+            futures[0].clone(),
+        ];
+        promises.remove(0).set_result(0);
+        let w = wait(
+            &listed,
+            Some(Duration::from_millis(10)),
+            ReturnWhen::AllCompleted,
+        )
+        .unwrap();
+        assert_eq!(w.done.len(), 1);
+        assert_eq!(w.done[0].result(None), Ok(0));
+        assert_eq!(w.not_done.len(), 1);
+        promises.remove(0).set_result(1);
+        let w = wait(&listed, None, ReturnWhen::AllCompleted).unwrap();
+        let order: Vec<u32> = w.done.iter().map(|f| f.result(None).unwrap()).collect();
+        assert_eq!(order, [1, 0], "first places kept, duplicates dropped");
+        assert!(w.not_done.is_empty());
+    }
+
+    #[test]
+    fn as_completed_yields_a_future_listed_twice_once() {
+        let (promises, futures) = pending(2);
+        let listed = vec![futures[0].clone(), futures[0].clone(), futures[1].clone()];
+        for (i, p) in promises.into_iter().enumerate() {
+            p.set_result(i as u32);
+        }
+        let mut seen: Vec<u32> = as_completed(&listed, Some(Duration::from_secs(5)))
+            .map(|f| f.unwrap().result(None).unwrap())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1]);
+    }
+
+    #[test]
+    fn wait_removes_its_hooks_from_the_futures_when_it_returns() {
+        let (_promises, futures) = pending(3);
+        for _ in 0..50 {
+            let w = wait(&futures, Some(Duration::ZERO), ReturnWhen::FirstCompleted).unwrap();
+            assert_eq!(w.not_done.len(), 3);
+        }
+        for f in &futures {
+            assert_eq!(f.hook_count(), 0, "a loop of timed-out waits must not grow");
+        }
+    }
+
+    #[test]
+    fn a_dropped_as_completed_removes_its_hooks_from_the_futures() {
+        let (mut promises, futures) = pending(3);
+        promises.remove(0).set_result(0);
+        for _ in 0..20 {
+            let mut it = as_completed(&futures, None);
+            assert!(it.next().unwrap().is_ok());
+        }
+        for f in &futures {
+            assert_eq!(f.hook_count(), 0);
+        }
+    }
+
+    #[test]
+    fn as_completed_where_blocking_is_forbidden_yields_would_block_once_then_ends() {
+        let (promises, futures) = pending(2);
+        thread::spawn(move || {
+            crate::blocking::forbid_on_this_thread();
+            let got: Vec<_> = as_completed(&futures, None).take(5).collect();
+            assert_eq!(got.len(), 1, "one error, then the end: {got:?}");
+            assert!(matches!(got[0], Err(Error::WouldBlock)));
+        })
+        .join()
+        .unwrap();
+        drop(promises);
+    }
+
+    #[test]
+    fn as_completed_is_a_stream_that_yields_its_time_out_at_the_deadline() {
+        use futures_core::Stream;
+        let (mut promises, futures) = pending(3);
+        promises.remove(0).set_result(7);
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut it = as_completed(&futures, Some(Duration::from_millis(30)));
+            let mut next = || {
+                crate::conformance::block_on(std::future::poll_fn(|cx| {
+                    Pin::new(&mut it).poll_next(cx)
+                }))
+                .map(|r| r.map(|f| f.result(None)))
+            };
+            let got = [next(), next(), next()];
+            tx.send(got).unwrap();
+            drop(promises);
+        });
+        let got = rx.recv_timeout(Duration::from_secs(60)).expect("no hang");
+        assert_eq!(got[0], Some(Ok(Ok(7))));
+        assert_eq!(
+            got[1],
+            Some(Err(Error::TimedOut {
+                after: Duration::from_millis(30),
+                unfinished: Some(Unfinished { count: 2, of: 3 }),
+            }))
+        );
+        assert_eq!(got[2], None);
     }
 
     #[test]

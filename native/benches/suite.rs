@@ -220,10 +220,7 @@ fn map_throughput(c: &mut Criterion) {
     for backend in BACKENDS {
         let pool = warm_pool(backend);
         for (label, chunksize) in [("chunksize_1", Some(1)), ("auto", None)] {
-            let options = MapOptions {
-                chunksize,
-                timeout: None,
-            };
+            let options = MapOptions::new().chunksize(chunksize);
             group.bench_function(BenchmarkId::new(backend, label), |b| {
                 b.iter(|| {
                     pool.map_with(noop, 0..MAP_ITEMS, options)

@@ -134,12 +134,12 @@ fn zero_timeouts_time_out_at_once_and_max_timeouts_wait_for_the_result() {
         } else {
             assert_eq!(
                 behind.result(Some(Duration::ZERO)),
-                Err(Error::TimedOut(Duration::ZERO)),
+                Err(Error::timed_out(Duration::ZERO)),
                 "{name}"
             );
             assert_eq!(
                 behind.error(Some(Duration::ZERO)),
-                Err(Error::TimedOut(Duration::ZERO)),
+                Err(Error::timed_out(Duration::ZERO)),
                 "{name}"
             );
             assert!(!behind.wait(Some(Duration::ZERO)), "{name}");
@@ -152,7 +152,7 @@ fn zero_timeouts_time_out_at_once_and_max_timeouts_wait_for_the_result() {
             assert_eq!((waited.done.len(), waited.not_done.len()), (0, 1), "{name}");
             let mut ac = as_completed(std::slice::from_ref(&behind), Some(Duration::ZERO));
             assert!(
-                matches!(ac.next(), Some(Err(Error::TimedOut(d))) if d.is_zero()),
+                matches!(ac.next(), Some(Err(Error::TimedOut { after, .. })) if after.is_zero()),
                 "{name}"
             );
             assert!(
@@ -205,7 +205,7 @@ fn a_map_with_a_zero_timeout_yields_one_timeout_and_cancels_the_rest() {
         assert_eq!(futures_left, 3);
         assert_eq!(
             map.next(),
-            Some(Err(Error::TimedOut(Duration::ZERO))),
+            Some(Err(Error::timed_out(Duration::ZERO))),
             "{name}"
         );
         assert_eq!(map.next(), None, "{name}: iteration ends after the timeout");

@@ -75,10 +75,7 @@ async fn timed_map(
     phase: Phase,
     progress: Progress<'_>,
 ) -> Result<Sample, String> {
-    let options = MapOptions {
-        chunksize,
-        timeout: None,
-    };
+    let options = MapOptions::new().chunksize(chunksize);
     let map = pool
         .map_with(measured, plan.inputs(), options)
         .map_err(|e| e.to_string())?;
@@ -103,6 +100,7 @@ async fn timed_map(
         }
     }
     let seconds = (now_ms() - t0) / 1000.0;
+    drop(finished);
     drop(map);
     let tasks = chunks
         .into_iter()

@@ -80,10 +80,7 @@ async fn map_keeps_input_order() -> Check {
     let pool = pool(3)?;
     let inputs: Vec<u64> = (0..40).map(|i| (i * 7) % 5).collect();
     for chunksize in [None, Some(1), Some(3), Some(100)] {
-        let options = MapOptions {
-            chunksize,
-            timeout: None,
-        };
+        let options = MapOptions::new().chunksize(chunksize);
         let got = ok(pool.map_with(spin_ms, inputs.clone(), options))?
             .collect_async()
             .await;

@@ -84,6 +84,7 @@ pub fn cancel_races_shutdown(make: &dyn Fn() -> Box<dyn Executor>, iterations: u
             )
             .unwrap();
         let chunks: Vec<_> = map.chunks().map(|(chunk, _)| chunk.clone()).collect();
+        drop(map); // unread: its chunks still run, or are cancelled below
         let resolutions = Resolutions::watch(&futures);
         let chunk_resolutions = Resolutions::watch(&chunks);
         let (to_cancel, chunks_to_cancel) = (futures.clone(), chunks.clone());
@@ -142,7 +143,6 @@ pub fn cancel_races_shutdown(make: &dyn Fn() -> Box<dyn Executor>, iterations: u
         }
         resolutions.assert_each_exactly_once(&context);
         chunk_resolutions.assert_each_exactly_once(&context);
-        drop(map);
     }
 }
 
