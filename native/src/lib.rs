@@ -80,7 +80,9 @@
 //! ```
 //!
 //! Processes: real worker processes. Workers are new runs of the program itself, so `main`
-//! starts with [`run_worker_if_requested`]. A panic fails only its task; a worker that dies
+//! starts with [`run_worker_if_requested`] (in a crate's own `#[test]`s, whose `main` is the
+//! test harness, put [`test_support!`] in the test crate and make pools with
+//! [`test_support::pool`]). A panic fails only its task; a worker that dies
 //! fails only the task it ran, and is replaced.
 //!
 //! ```
@@ -124,6 +126,7 @@
 pub mod process;
 pub mod rayon_pool;
 mod sync;
+pub mod test_support;
 pub mod thread;
 
 pub use primepool_core::{

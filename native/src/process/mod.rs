@@ -44,9 +44,11 @@
 //! [`Error::Terminated`]. If the pool's process dies, its workers exit
 //! at once (end-of-file on their channel, plus the parent-death signal on Linux).
 //!
-//! Test binaries, whose `main` is the test harness, get workers through
-//! [`ProcessPoolBuilder::worker_command`]: the harness binary itself, with arguments selecting
-//! an ignored `#[test]` whose body is `run_worker_if_requested()` (see `native/tests/support`).
+//! Test binaries, whose `main` is the test harness, get workers from
+//! [`test_support`](mod@crate::test_support): `primepool::test_support!()` adds an ignored `#[test]`
+//! whose body is `run_worker_if_requested()`, and its builder points
+//! [`ProcessPoolBuilder::worker_command`] at the harness binary itself, with arguments that
+//! select that test.
 //!
 //! Platforms: Linux is first-class. Other Unix systems build and work without the parent-death
 //! signal (workers still leave when their channel closes) and identify the image by its file.

@@ -1,10 +1,10 @@
 //! How the process-pool tests get worker processes, and checks on processes.
 //!
 //! A test binary's `main` is the test harness, which never calls
-//! `primepool::run_worker_if_requested()`. So the pools made here start workers with
-//! `worker_command`: the test binary itself (the same program image, as the pool requires),
-//! with arguments that make the harness run only the ignored test [`worker_entry`], whose body
-//! is that call. A test file uses this with `mod support;`.
+//! `primepool::run_worker_if_requested()`. So this module uses what the library ships for
+//! users' tests: `primepool::test_support!()` adds the workers' entry point (an ignored test),
+//! and `primepool::test_support::builder()` starts workers by running this test binary with
+//! arguments that select it. A test file uses this with `mod support;`.
 
 #![allow(
     dead_code,
@@ -15,27 +15,11 @@ use std::time::{Duration, Instant};
 
 use primepool::{ProcessPoolBuilder, ProcessPoolExecutor};
 
-/// The harness arguments that run only [`worker_entry`].
-pub const WORKER_ARGS: [&str; 6] = [
-    "support::worker_entry",
-    "--exact",
-    "--ignored",
-    "--nocapture",
-    "--test-threads=1",
-    "-q",
-];
-
-/// The entry point of worker processes: run by the pool, not by `cargo test`.
-#[test]
-#[ignore = "the entry point of worker processes, started by the process pool"]
-fn worker_entry() {
-    primepool::run_worker_if_requested();
-}
+primepool::test_support!();
 
 /// A builder whose workers are this test binary.
 pub fn builder() -> ProcessPoolBuilder {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    ProcessPoolExecutor::builder().worker_command(exe, WORKER_ARGS)
+    primepool::test_support::builder().expect("a worker command for this test binary")
 }
 
 /// A pool of `workers` processes running this test binary.
