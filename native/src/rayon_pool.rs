@@ -14,13 +14,14 @@
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 use crossbeam_channel::{Receiver, Sender};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use crate::backend::Job;
 use crate::sync::{self, lock};
+use crate::thread::builder::{broken_by_initializer, initializer, run_initializer, Initializer};
 use crate::{Error, Executor, InProcessExecutor};
 
 /// The prefix of worker thread names when none is given.
@@ -38,13 +39,30 @@ struct Backlog {
     receiver: Receiver<Job>,
     alive: Mutex<usize>,
     exited: Condvar,
+    /// Why the pool is broken, once an initializer failed.
+    broken: OnceLock<String>,
 }
 
 impl Backlog {
     /// Runs the oldest queued job, if `shutdown(cancel_futures)` has not taken it.
     fn run_one(&self) {
         if let Ok(job) = self.receiver.try_recv() {
-            job.run_local();
+            match self.broken_error() {
+                Some(error) => job.fail(error),
+                None => job.run_local(),
+            }
+        }
+    }
+
+    fn broken_error(&self) -> Option<Error> {
+        self.broken.get().map(|why| Error::Broken(why.clone()))
+    }
+
+    /// An initializer failed: refuse new work and fail what is queued, as the thread pool does.
+    fn break_pool(&self, why: &str) {
+        let _ = self.broken.set(broken_by_initializer(why));
+        while let Ok(job) = self.receiver.try_recv() {
+            job.fail(self.broken_error().unwrap_or(Error::ShutDown));
         }
     }
 
@@ -90,12 +108,23 @@ impl fmt::Debug for RayonExecutor {
     }
 }
 
-/// Configures a [`RayonExecutor`]: worker count and thread names.
-#[derive(Debug, Clone)]
+/// Configures a [`RayonExecutor`]: worker count, thread names and an initializer.
+#[derive(Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RayonBuilder {
     max_workers: Option<usize>,
     thread_name_prefix: String,
+    initializer: Option<Initializer>,
+}
+
+impl fmt::Debug for RayonBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RayonBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("thread_name_prefix", &self.thread_name_prefix)
+            .field("initializer", &self.initializer.is_some())
+            .finish()
+    }
 }
 
 impl Default for RayonBuilder {
@@ -110,6 +139,7 @@ impl RayonBuilder {
         RayonBuilder {
             max_workers: None,
             thread_name_prefix: DEFAULT_THREAD_NAME_PREFIX.to_owned(),
+            initializer: None,
         }
     }
 
@@ -123,6 +153,32 @@ impl RayonBuilder {
     /// profiler.
     pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name_prefix = prefix.into();
+        self
+    }
+
+    /// Runs `initializer` once in each thread before it takes any task, with the same
+    /// signature and failure semantics as
+    /// [`ThreadPoolBuilder::initializer`](crate::ThreadPoolBuilder::initializer): if it fails
+    /// (returns `Err` or panics), the pool is broken: queued tasks fail and later submits are
+    /// refused with [`Error::Broken`] saying `initializer failed: ` and why. Rayon starts every
+    /// thread at once, so every initializer runs when the pool is built, in its threads.
+    ///
+    /// ```
+    /// use primepool::{Error, ExecutorExt, RayonExecutor};
+    ///
+    /// let pool = RayonExecutor::builder()
+    ///     .max_workers(2)
+    ///     .initializer(|| Err("no database connection"))
+    ///     .build()
+    ///     .unwrap();
+    /// let outcome = pool.submit(|x: u32| x, 1).and_then(|f| f.join());
+    /// assert!(matches!(outcome, Err(Error::Broken(why)) if why.contains("no database")));
+    /// ```
+    pub fn initializer<E: fmt::Display>(
+        mut self,
+        initializer: impl Fn() -> Result<(), E> + Send + Sync + 'static,
+    ) -> Self {
+        self.initializer = Some(self::initializer(initializer));
         self
     }
 
@@ -141,14 +197,25 @@ impl RayonBuilder {
             receiver,
             alive: Mutex::new(max_workers),
             exited: Condvar::new(),
+            broken: OnceLock::new(),
         });
         let prefix = self.thread_name_prefix;
         let id = backlog.id;
         let on_exit = Arc::clone(&backlog);
+        let on_start = Arc::clone(&backlog);
+        let init = self.initializer;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(max_workers)
             .thread_name(move |index| format!("{prefix}_{index}"))
-            .start_handler(move |_| WORKER_OF.with(|w| w.set(id)))
+            .start_handler(move |index| {
+                WORKER_OF.with(|w| w.set(id));
+                if let Some(initializer) = &init {
+                    if let Err(why) = run_initializer(initializer) {
+                        log::error!("the initializer of rayon thread {index} failed: {why}");
+                        on_start.break_pool(&why);
+                    }
+                }
+            })
             .exit_handler(move |_| on_exit.thread_exited())
             // Tasks and done-callbacks run under catch_unwind; anything else is a bug to log
             // rather than rayon's default, which aborts the process.
@@ -183,6 +250,9 @@ impl RayonExecutor {
         jobs: impl Iterator<Item = Job>,
         spawn: impl FnOnce(&rayon::ThreadPool, Arc<Backlog>),
     ) -> Result<(), Error> {
+        if let Some(error) = self.backlog.broken_error() {
+            return Err(error);
+        }
         let pool = sync::read(&self.pool);
         let Some(pool) = pool.as_ref() else {
             return Err(Error::ShutDown);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use primepool::thread::{default_max_workers, DEFAULT_THREAD_NAME_PREFIX};
 use primepool::{Error, Executor, InProcessExecutor, ThreadPoolExecutor};
-use thread_support::{current_thread_name, eventually, spin_us, LONG};
+use thread_support::{assert_broken_by, current_thread_name, eventually, spin_us, LONG};
 
 mod conformance {
     primepool_core::conformance_tests!(|workers: usize| Box::new(
@@ -130,16 +130,6 @@ fn the_initializer_runs_once_in_each_worker_before_its_tasks() {
     );
 }
 
-fn assert_broken_by(outcome: Result<u32, Error>, expected_cause: &str) {
-    match outcome {
-        Err(Error::Broken(why)) => {
-            assert!(why.starts_with("initializer failed: "), "{why}");
-            assert!(why.contains(expected_cause), "{why}");
-        }
-        other => panic!("expected a broken pool, got {other:?}"),
-    }
-}
-
 #[test]
 fn a_failing_initializer_breaks_the_pool_with_its_message() {
     let pool = ThreadPoolExecutor::builder()
@@ -248,4 +238,40 @@ fn cancel_racing_shutdown_resolves_every_future_exactly_once() {
 #[test]
 fn submit_racing_shutdown_never_loses_an_accepted_task() {
     thread_support::submit_races_shutdown(&|| Box::new(ThreadPoolExecutor::new(2).unwrap()), 200);
+}
+
+#[test]
+fn a_task_and_its_owner_shutting_down_with_wait_at_once_do_not_deadlock() {
+    let (done, outcome) = mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = Arc::new(ThreadPoolExecutor::new(2).unwrap());
+        let (started, has_started) = mpsc::channel();
+        let inner = Arc::clone(&pool);
+        let task = pool
+            .submit_closure(move || {
+                started.send(()).unwrap();
+                // By now the owner is in shutdown(wait), joining this very thread.
+                std::thread::sleep(Duration::from_millis(200));
+                inner.shutdown(true, false);
+                7
+            })
+            .unwrap();
+        let other = pool
+            .submit_closure(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                8
+            })
+            .unwrap();
+        has_started.recv().unwrap();
+        pool.shutdown(true, false);
+        let got = (
+            task.result(Some(Duration::ZERO)),
+            other.result(Some(Duration::ZERO)),
+        );
+        done.send(got).unwrap();
+    });
+    let got = outcome
+        .recv_timeout(Duration::from_secs(120))
+        .expect("two shutdown(wait = true) calls deadlocked");
+    assert_eq!(got, (Ok(7), Ok(8)), "both returned after the work was done");
 }

@@ -10,6 +10,26 @@ use super::ThreadPoolExecutor;
 /// A worker initializer, type-erased: `Err` carries the text of the failure.
 pub(crate) type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// Runs an initializer, a panic included: the text a broken pool reports, if it failed.
+pub(crate) fn run_initializer(initializer: &Initializer) -> Result<(), String> {
+    match crate::backend::catch_panic(|| initializer()) {
+        Ok(result) => result,
+        Err(panicked) => Err(format!("it panicked: {panicked}")),
+    }
+}
+
+/// The reason a pool whose initializer failed with `why` gives for being broken.
+pub(crate) fn broken_by_initializer(why: &str) -> String {
+    format!("initializer failed: {why}")
+}
+
+/// Wraps a user's initializer as the pools keep it (thread and rayon pools alike).
+pub(crate) fn initializer<E: fmt::Display>(
+    initializer: impl Fn() -> Result<(), E> + Send + Sync + 'static,
+) -> Initializer {
+    Arc::new(move || initializer().map_err(|e| e.to_string()))
+}
+
 /// The prefix of worker thread names when none is given.
 pub const DEFAULT_THREAD_NAME_PREFIX: &str = "primepool-thread";
 
@@ -91,7 +111,7 @@ impl ThreadPoolBuilder {
         mut self,
         initializer: impl Fn() -> Result<(), E> + Send + Sync + 'static,
     ) -> Self {
-        self.initializer = Some(Arc::new(move || initializer().map_err(|e| e.to_string())));
+        self.initializer = Some(self::initializer(initializer));
         self
     }
 

@@ -8,7 +8,7 @@
 //! The handle is a thin facade over a private `Registry` (queue, gate, threads); `worker` is
 //! the thread's loop; `builder` holds the constructor's options.
 
-mod builder;
+pub(crate) mod builder;
 mod registry;
 mod worker;
 

@@ -19,8 +19,8 @@
 //!   needs `max_workers` tasks running at once always gets them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::thread::{JoinHandle, ThreadId};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
@@ -28,8 +28,8 @@ use crate::backend::Job;
 use crate::sync::{self, lock};
 use crate::Error;
 
-use super::builder::Initializer;
-use super::worker;
+use super::builder::{broken_by_initializer, Initializer};
+use super::worker::{self, Pool};
 
 /// Whether the pool still takes work; the open state owns the queue's only sender.
 enum Gate {
@@ -48,6 +48,10 @@ pub(crate) struct Registry {
     /// Threads started so far; read without the lock on the hot path.
     started: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Which threads were started and how many have ended, for `shutdown(wait)` callers that
+    /// find the handles already taken by another caller.
+    exits: Mutex<Exits>,
+    exited: Condvar,
     /// Why the pool is broken, once an initializer failed.
     broken: OnceLock<String>,
     max_workers: usize,
@@ -69,6 +73,8 @@ impl Registry {
             waiting: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
+            exits: Mutex::new(Exits::default()),
+            exited: Condvar::new(),
             broken: OnceLock::new(),
             max_workers,
             thread_name_prefix,
@@ -82,14 +88,6 @@ impl Registry {
 
     pub(crate) fn threads_started(&self) -> usize {
         self.started.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn initializer(&self) -> Option<&Initializer> {
-        self.initializer.as_ref()
-    }
-
-    pub(crate) fn receiver(&self) -> Receiver<Job> {
-        self.receiver.clone()
     }
 
     /// The error for work refused or failed because an initializer failed, if one did.
@@ -137,9 +135,13 @@ impl Registry {
             let registry = Arc::clone(self);
             let spawned = std::thread::Builder::new()
                 .name(format!("{}_{index}", self.thread_name_prefix))
-                .spawn(move || worker::main_loop(&registry, index));
+                .spawn(move || {
+                    worker::main_loop(&*registry, index);
+                    registry.worker_exited();
+                });
             match spawned {
                 Ok(handle) => {
+                    lock(&self.exits).started.push(handle.thread().id());
                     threads.push(handle);
                     self.started.store(index + 1, Ordering::Release);
                 }
@@ -160,7 +162,7 @@ impl Registry {
 
     /// Takes the next job, waiting for one if the queue is empty; `None` once the pool is
     /// closed and the queue drained.
-    pub(crate) fn next_job(&self, receiver: &Receiver<Job>) -> Option<Job> {
+    fn take_next(&self, receiver: &Receiver<Job>) -> Option<Job> {
         let job = match receiver.try_recv() {
             Ok(job) => job,
             Err(TryRecvError::Disconnected) => return None,
@@ -213,34 +215,68 @@ impl Registry {
         }
     }
 
+    /// Waits until every started thread has finished, except the calling one (a task may
+    /// shut down its own pool; it cannot wait for itself).
+    ///
+    /// The handles are taken out of the lock before joining, so a second caller (a task that
+    /// shuts its own pool down while the owner does the same) is never stuck behind a join
+    /// of its own thread; it waits for the other threads' exits instead.
+    pub(crate) fn join_workers(&self) {
+        let handles = std::mem::take(&mut *lock(&self.threads));
+        let me = std::thread::current().id();
+        for handle in handles {
+            if handle.thread().id() != me {
+                // Tasks and initializers run under catch_unwind: a worker cannot panic.
+                let _ = handle.join();
+            }
+        }
+        let mut exits = lock(&self.exits);
+        let own = usize::from(exits.started.contains(&me));
+        while exits.ended + own < exits.started.len() {
+            exits = sync::wait(&self.exited, exits);
+        }
+    }
+
+    fn worker_exited(&self) {
+        lock(&self.exits).ended += 1;
+        self.exited.notify_all();
+    }
+}
+
+/// The threads a pool started, and how many of them have ended.
+#[derive(Default)]
+struct Exits {
+    started: Vec<ThreadId>,
+    ended: usize,
+}
+
+impl Pool for Registry {
+    fn initializer(&self) -> Option<&Initializer> {
+        self.initializer.as_ref()
+    }
+
     /// An initializer failed: refuse new work and fail everything queued, as Python's
     /// `BrokenThreadPool` does.
-    pub(crate) fn break_pool(&self, why: String) {
-        let _ = self.broken.set(format!("initializer failed: {why}"));
+    fn break_pool(&self, why: String) {
+        let _ = self.broken.set(broken_by_initializer(&why));
         self.close();
         while let Some(job) = self.take_queued() {
             self.fail(job);
         }
     }
 
-    /// Fails `job` with the pool's broken error.
-    pub(crate) fn fail(&self, job: Job) {
+    fn next_job(&self) -> Option<Job> {
+        self.take_next(&self.receiver)
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken.get().is_some()
+    }
+
+    fn fail(&self, job: Job) {
         let error = self
             .broken_error()
             .unwrap_or_else(|| Error::Broken("the thread pool is broken".into()));
         job.fail(error);
-    }
-
-    /// Waits until every started thread has finished, except the calling one (a task may
-    /// shut down its own pool; it cannot wait for itself).
-    pub(crate) fn join_workers(&self) {
-        let mut threads = lock(&self.threads);
-        let me = std::thread::current().id();
-        for handle in threads.drain(..) {
-            if handle.thread().id() != me {
-                // Tasks and initializers run under catch_unwind: a worker cannot panic.
-                let _ = handle.join();
-            }
-        }
     }
 }

@@ -14,6 +14,17 @@ use primepool::{Error, Executor, ExecutorExt, Future, InProcessExecutor, MapOpti
 /// A generous bound for results that should come at once.
 pub const LONG: Option<Duration> = Some(Duration::from_secs(30));
 
+/// Asserts `outcome` is the error of a pool an initializer broke, naming `expected_cause`.
+pub fn assert_broken_by<T: std::fmt::Debug>(outcome: Result<T, Error>, expected_cause: &str) {
+    match outcome {
+        Err(Error::Broken(why)) => {
+            assert!(why.starts_with("initializer failed: "), "{why}");
+            assert!(why.contains(expected_cause), "{why}");
+        }
+        other => panic!("expected a broken pool, got {other:?}"),
+    }
+}
+
 /// The name of the thread running the caller.
 pub fn current_thread_name() -> Option<String> {
     std::thread::current().name().map(str::to_owned)
