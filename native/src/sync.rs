@@ -14,6 +14,13 @@ pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The contents of a `mutex` held exclusively, poisoned or not.
+#[cfg_attr(
+    not(unix),
+    allow(
+        dead_code,
+        reason = "only the process pool, which is Unix-only, uses it"
+    )
+)]
 pub(crate) fn get_mut<T: ?Sized>(mutex: &mut Mutex<T>) -> &mut T {
     mutex.get_mut().unwrap_or_else(|e| e.into_inner())
 }

@@ -6,6 +6,7 @@
 mod bench_report;
 mod browser_test;
 mod install;
+mod package;
 mod test;
 mod util;
 mod web;

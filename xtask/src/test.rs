@@ -3,7 +3,8 @@
 use crate::install;
 use crate::util::{cargo, run};
 
-/// Runs fmt, clippy, the docs, all tests, the wasm builds, and the browser test.
+/// Runs fmt, clippy, the docs, all tests, the cross-platform and packaging checks, the wasm
+/// builds, and the browser test.
 pub fn run_all() -> Result<(), String> {
     install::rustup_target(None, "wasm32-unknown-unknown")?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -19,6 +20,9 @@ pub fn run_all() -> Result<(), String> {
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     run(cargo().args(["test", "--workspace"]))?;
+    // The library on other platforms, and what crates.io would receive.
+    crate::package::check_platforms()?;
+    crate::package::check_packages()?;
     run(cargo().args([
         "build",
         "-p",

@@ -76,6 +76,7 @@ fn file_identity() -> String {
 
 /// The `NT_GNU_BUILD_ID` descriptor in a block of ELF notes, if any. `align` is the note
 /// segment's alignment (4, or 8 for some 64-bit note segments). Bounds-checked throughout.
+#[cfg(any(target_os = "linux", test))]
 pub(crate) fn find_build_id(mut notes: &[u8], align: usize) -> Option<&[u8]> {
     const NT_GNU_BUILD_ID: u32 = 3;
     let align = align.max(4);

@@ -52,7 +52,8 @@
 //!
 //! Platforms: Linux is first-class. Other Unix systems build and work without the parent-death
 //! signal (workers still leave when their channel closes) and identify the image by its file.
-//! Windows is not supported.
+//! This module exists only on Unix (`cfg(unix)`); elsewhere the crate has the serial, thread
+//! and rayon pools, and `run_worker_if_requested` does nothing.
 
 mod builder;
 mod frame;
