@@ -1,6 +1,8 @@
 //! The one error type every primepool operation returns.
 
+use std::any::Any;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -27,13 +29,98 @@ impl fmt::Display for WorkerId {
     }
 }
 
-/// A panic caught inside a task: what it said and where it happened.
+/// A panic caught inside a task: what it said and where it happened, and, for executors that
+/// run tasks in this process (serial, threads, rayon), the panic's own payload, so a caller can
+/// re-raise it with [`std::panic::resume_unwind`] as a `JoinHandle` or rayon allows.
+///
+/// Across a process or Web Worker boundary only the message and the location travel: there
+/// [`into_payload`](TaskPanic::into_payload) gives the message as a `String`.
+///
+/// ```
+/// use primepool_core::{Error, ExecutorExt, SerialExecutor};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Overdrawn(u32);
+///
+/// let pool = SerialExecutor::new();
+/// let failed = pool.submit(|x: u32| -> u32 { std::panic::panic_any(Overdrawn(x)) }, 7);
+/// let Err(Error::Panicked(panic)) = failed.unwrap().join() else { unreachable!() };
+/// let payload = panic.into_payload();
+/// assert_eq!(payload.downcast_ref::<Overdrawn>(), Some(&Overdrawn(7)));
+/// // std::panic::resume_unwind(payload) would re-raise it here.
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskPanic {
     /// The panic message (the payload, when it was a string).
     pub message: String,
     /// `file:line:column` of the panic, when the panic hook saw it.
     pub location: Option<String>,
+    /// The payload itself, in-process only; shared by the error's clones, taken once.
+    #[serde(skip)]
+    payload: Payload,
+}
+
+/// A panic payload shared by the clones of one error. It takes no part in equality.
+#[derive(Clone, Default)]
+struct Payload(Option<Arc<Mutex<Option<AnyPayload>>>>);
+
+/// What `catch_unwind` gives and `resume_unwind` takes.
+type AnyPayload = Box<dyn Any + Send>;
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Payload {}
+
+impl TaskPanic {
+    /// A panic with this message and location and no payload (as it arrives from another
+    /// process).
+    pub fn new(message: impl Into<String>, location: Option<String>) -> Self {
+        TaskPanic {
+            message: message.into(),
+            location,
+            payload: Payload::default(),
+        }
+    }
+
+    /// A panic caught in this process, keeping its payload.
+    pub(crate) fn with_payload(
+        message: String,
+        location: Option<String>,
+        payload: Box<dyn Any + Send>,
+    ) -> Self {
+        TaskPanic {
+            message,
+            location,
+            payload: Payload(Some(Arc::new(Mutex::new(Some(payload))))),
+        }
+    }
+
+    /// Takes the panic's original payload, if this process caught it and no clone of this
+    /// error took it first.
+    pub fn take_payload(&self) -> Option<Box<dyn Any + Send>> {
+        let slot = self.payload.0.as_ref()?;
+        slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The payload to re-raise with [`std::panic::resume_unwind`]: the original one where it
+    /// is still here (see [`take_payload`](TaskPanic::take_payload)), else the message as a
+    /// `String` (a panic from another process, or a payload already taken).
+    pub fn into_payload(self) -> Box<dyn Any + Send> {
+        match self.take_payload() {
+            Some(payload) => payload,
+            None => Box::new(self.message),
+        }
+    }
 }
 
 impl fmt::Display for TaskPanic {
@@ -139,6 +226,15 @@ impl Error {
         }
     }
 
+    /// The payload of a task's panic, to re-raise with [`std::panic::resume_unwind`] (see
+    /// [`TaskPanic::into_payload`]); any other error is given back.
+    pub fn into_panic(self) -> Result<Box<dyn Any + Send>, Error> {
+        match self {
+            Error::Panicked(panic) => Ok(panic.into_payload()),
+            other => Err(other),
+        }
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(what: impl Into<String>) -> Self {
         Error::InvalidArgument(what.into())
@@ -159,10 +255,7 @@ mod tests {
             died.to_string(),
             "process 42 died while running the task (killed by signal 9 (SIGKILL)); a replacement worker was started"
         );
-        let panicked = Error::Panicked(TaskPanic {
-            message: "boom".into(),
-            location: Some("src/lib.rs:1:2".into()),
-        });
+        let panicked = Error::Panicked(TaskPanic::new("boom", Some("src/lib.rs:1:2".into())));
         assert_eq!(
             panicked.to_string(),
             "the task panicked: 'boom' at src/lib.rs:1:2"

@@ -40,9 +40,12 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, TaskPanic> {
     let was_in_task = IN_TASK.with(|t| t.replace(true));
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
     IN_TASK.with(|t| t.set(was_in_task));
-    outcome.map_err(|payload| TaskPanic {
-        message: payload_message(payload.as_ref()),
-        location: LOCATION.with(|slot| slot.borrow_mut().take()),
+    outcome.map_err(|payload| {
+        TaskPanic::with_payload(
+            payload_message(payload.as_ref()),
+            LOCATION.with(|slot| slot.borrow_mut().take()),
+            payload,
+        )
     })
 }
 
@@ -69,6 +72,26 @@ mod tests {
         assert!(
             at.starts_with("core/src/panic.rs:") || at.contains("panic.rs:"),
             "{at}"
+        );
+    }
+
+    #[test]
+    fn a_caught_panic_keeps_its_payload_to_re_raise_once() {
+        #[derive(Debug, PartialEq)]
+        struct Custom(u8);
+        let err = catch(|| -> u32 { panic::panic_any(Custom(3)) }).unwrap_err();
+        assert_eq!(err.message, "non-string panic payload");
+        let clone = err.clone();
+        let again = catch(|| panic::resume_unwind(err.into_payload())).unwrap_err();
+        assert_eq!(
+            again.take_payload().unwrap().downcast_ref(),
+            Some(&Custom(3))
+        );
+        let fallback = clone.into_payload();
+        assert_eq!(
+            fallback.downcast_ref::<String>().map(String::as_str),
+            Some("non-string panic payload"),
+            "taken once: a clone then gets the message"
         );
     }
 

@@ -180,3 +180,8 @@ fn a_failing_or_panicking_initializer_breaks_the_pool_as_the_thread_pools_does()
         assert_broken_by(pool.submit_closure(|| 1), cause);
     }
 }
+
+#[test]
+fn a_panic_payload_can_be_re_raised() {
+    thread_support::a_panic_payload_can_be_re_raised(&RayonExecutor::new(2).unwrap());
+}

@@ -275,3 +275,8 @@ fn a_task_and_its_owner_shutting_down_with_wait_at_once_do_not_deadlock() {
         .expect("two shutdown(wait = true) calls deadlocked");
     assert_eq!(got, (Ok(7), Ok(8)), "both returned after the work was done");
 }
+
+#[test]
+fn a_panic_payload_can_be_re_raised() {
+    thread_support::a_panic_payload_can_be_re_raised(&ThreadPoolExecutor::new(2).unwrap());
+}

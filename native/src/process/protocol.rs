@@ -197,10 +197,7 @@ mod tests {
         );
         round_trip(
             &FromWorker::InitFailed {
-                panic: TaskPanic {
-                    message: "no".into(),
-                    location: None,
-                },
+                panic: TaskPanic::new("no", None),
             },
             &mut Vec::new(),
         );

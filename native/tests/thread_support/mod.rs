@@ -256,6 +256,41 @@ pub fn a_panic_fails_only_its_future(pool: &impl InProcessExecutor, default_pref
     assert_eq!(after, Ok(Some(format!("{default_prefix}_0"))));
 }
 
+/// A panic's own payload comes back through the future, to re-raise with `resume_unwind`:
+/// from `submit` and from a `map` chunk.
+pub fn a_panic_payload_can_be_re_raised(pool: &impl InProcessExecutor) {
+    #[derive(Debug, PartialEq)]
+    struct Overdrawn(u32);
+    fn overdraw(x: u32) -> u32 {
+        if x == 2 {
+            std::panic::panic_any(Overdrawn(x));
+        }
+        x
+    }
+    let failed = pool.submit_closure(|| overdraw(2)).unwrap().join();
+    let payload = failed.unwrap_err().into_panic().expect("a panic error");
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        std::panic::resume_unwind(payload)
+    }))
+    .unwrap_err();
+    assert_eq!(
+        again.downcast_ref(),
+        Some(&Overdrawn(2)),
+        "the same payload, re-raised"
+    );
+    let results: Vec<_> = pool
+        .map_with(overdraw, 0..4, MapOptions::new().chunksize(4))
+        .unwrap()
+        .collect();
+    let Err(Error::Panicked(panic)) = &results[2] else {
+        panic!("expected a panic, got {results:?}");
+    };
+    assert_eq!(
+        panic.clone().into_payload().downcast_ref(),
+        Some(&Overdrawn(2))
+    );
+}
+
 /// On a one-worker pool busy with a task, `shutdown(cancel_futures)` cancels every queued
 /// `submit` and `map` chunk, and the running task finishes.
 pub fn cancel_futures_cancels_what_is_queued(pool: &impl InProcessExecutor) {
