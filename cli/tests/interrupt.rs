@@ -1,9 +1,14 @@
-//! Ctrl-C during `primepool bench`: the command stops promptly with status 130 and leaves no
-//! worker process behind.
+//! Ctrl-C during `primepool bench`: the command stops with status 130 by its own clean-up
+//! (not by the handler's 2 s fallback exit) and leaves no worker process behind.
+//!
+//! No timing is asserted: "promptly" is judged by which path ended the command. The handler
+//! stops the work and gives the benchmark thread a grace period to return through its
+//! ordinary clean-up; only if that does not happen does the handler exit by itself, saying
+//! so on stderr. A stop that takes the fallback fails here, however long the machine took.
 
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,9 +49,22 @@ fn sigint(pid: u32) {
     assert_eq!(rc, 0, "kill failed");
 }
 
+/// True once `condition` holds, checked for up to a minute (for a loaded machine).
+fn eventually(condition: impl Fn() -> bool) -> bool {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < give_up {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
 /// Starts a long benchmark of `backend`, waits until serial is done and `backend` has been
-/// running for a moment, presses Ctrl-C, and checks the exit status, the time it took and
-/// that the command's children (the pool's worker processes, if it has any) are gone.
+/// running for a moment, presses Ctrl-C, and checks the exit status, that the benchmark
+/// stopped through its own clean-up rather than the handler's fallback exit, and that the
+/// command's children (the pool's worker processes, if it has any) are gone.
 fn interrupt_while_running(backend: &str, has_worker_processes: bool) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_primepool"))
         .args(["-v", "bench", "--repeat", "1", "--workers", "2"])
@@ -76,14 +94,25 @@ fn interrupt_while_running(backend: &str, has_worker_processes: bool) {
         "{backend}: worker processes {workers:?}"
     );
     sigint(pid);
-    let pressed = Instant::now();
+    // The rest of stderr, read to its end (the command's exit closes it).
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
-    let took = pressed.elapsed();
     assert_eq!(status.code(), Some(130), "exit status after Ctrl-C");
-    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
-    std::thread::sleep(Duration::from_millis(200));
-    let left: Vec<u32> = workers.into_iter().filter(|&p| alive(p)).collect();
-    assert!(left.is_empty(), "worker processes still running: {left:?}");
+    assert!(
+        rest.contains("interrupted: stopping the benchmark"),
+        "the handler never ran:\n{rest}"
+    );
+    assert!(
+        !rest.contains("did not stop within"),
+        "{backend}: the benchmark did not stop by itself; the handler's fallback exit ended \
+         it:\n{rest}"
+    );
+    assert!(
+        eventually(|| workers.iter().all(|&p| !alive(p))),
+        "worker processes still running: {:?}",
+        workers.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+    );
 }
 
 #[test]
