@@ -32,6 +32,11 @@
 //! [`encode`] and [`decode`] are the postcard encoding that every boundary uses, so values
 //! cross the same way whichever backend carries them.
 //!
+//! An awaited [`Map`](crate::Map) or [`as_completed`](crate::as_completed) with a timeout is
+//! woken at its deadline by a timer: core's own thread by default; a host where that thread
+//! is impossible or unwanted (the browser's page, which has `setTimeout`) installs a
+//! [`timer::Driver`] first.
+//!
 //! The behaviour every executor must show is written once, in `primepool_core::conformance`
 //! (feature `conformance`), and expanded in each backend's tests with
 //! `primepool_core::conformance_tests!`.
@@ -66,6 +71,10 @@
 //! Inline.execute(Job::call(double, 5, promise)).unwrap();
 //! assert_eq!(future.result(None), Ok(10));
 //! ```
+
+// The file stays `src/timer.rs`; the crate's own code names it `crate::timer` (lib.rs).
+#[path = "timer.rs"]
+pub mod timer;
 
 pub use crate::call::{decode, encode, TaskFn};
 pub use crate::executor::{balanced_chunksize, factoring_chunks, ChunkFuture};

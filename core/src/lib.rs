@@ -45,10 +45,13 @@ mod panic;
 #[cfg(any(test, feature = "report"))]
 pub mod report;
 mod serial;
-pub mod timer;
+// The timer lives in `backend` (a host installs its driver); core's code names it from here.
+use backend::timer;
 mod wait;
 pub mod workload;
 
+// The user's names. `primepool` (native/src/lib.rs) re-exports them by name: add a new one
+// there too.
 pub use call::Value;
 pub use error::{Error, TaskPanic, Unfinished, WorkerId};
 pub use executor::{Executor, ExecutorExt, InProcessExecutor, Map, MapOptions};

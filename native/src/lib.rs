@@ -132,7 +132,7 @@ pub mod thread;
 pub use primepool_core::{
     as_completed, backend, blocking, wait, workload, AsCompleted, Error, Executor, ExecutorExt,
     Future, FutureState, InProcessExecutor, Map, MapOptions, ReturnWhen, SerialExecutor, TaskPanic,
-    Value, Waited, WorkerId,
+    Unfinished, Value, Waited, WorkerId,
 };
 
 #[cfg(unix)]
