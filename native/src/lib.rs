@@ -18,7 +18,12 @@
 //! | `Future` | [`Future`] (also a `std::future::Future`), [`FutureState`] |
 //! | `map(fn, xs, timeout=, chunksize=)` | [`ExecutorExt::map`], [`ExecutorExt::map_with`] with [`MapOptions`], yielding a [`Map`] |
 //! | `wait`, `as_completed` | [`wait()`] ([`ReturnWhen`], [`Waited`]), [`as_completed`] ([`AsCompleted`]) |
-//! | `CancelledError`, `TimeoutError`, `BrokenProcessPool` | [`Error`] ([`TaskPanic`], [`WorkerId`]) |
+//! | `CancelledError`, `TimeoutError`, `BrokenProcessPool` | [`Error`] ([`TaskPanic`], [`WorkerId`], [`Unfinished`]) |
+//!
+//! Dropping a [`Future`] does not cancel its task, as in Python: a `submit` may be fire and
+//! forget, so `Future` is not `#[must_use]` ([`Future::cancel`] cancels). What is `#[must_use]`
+//! is what does nothing, or loses results, when dropped unused: the builders, [`Map`] and
+//! [`AsCompleted`].
 //!
 //! [`workload`] holds the CPU-bound functions of the benchmark and the examples. Writing a new
 //! executor? The machinery it needs (the type-erased `Job`, `Promise`, `TaskFn`, the encoding)

@@ -130,6 +130,76 @@ pub fn check_packages() -> Result<(), String> {
     run(cargo().args(["publish", "--dry-run", "--workspace", "--allow-dirty"]))
 }
 
+/// Crates a library-only dependent must never compile: the command's, not the library's.
+const NOT_IN_THE_LIBRARY: [&str; 8] = [
+    "clap",
+    "plotters",
+    "tiny_http",
+    "ctrlc",
+    "indicatif",
+    "env_logger",
+    "serde_json",
+    "assert_cmd",
+];
+
+/// The distinct packages in `cargo tree --prefix none` output (the ` (*)` repeats and
+/// ` (proc-macro)` marks removed), as `name version`.
+pub fn tree_packages(tree: &str) -> Vec<String> {
+    let mut packages: Vec<String> = tree
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            Some(format!("{} {}", words.next()?, words.next()?))
+        })
+        .collect();
+    packages.sort();
+    packages.dedup();
+    packages
+}
+
+/// Checks that depending on `primepool` compiles none of the command's crates, on any
+/// target, and says how many crates it does compile.
+pub fn check_lean() -> Result<(), String> {
+    let tree = output(cargo().args([
+        "tree",
+        "-p",
+        "primepool",
+        "-e",
+        "normal",
+        "--target",
+        "all",
+        "--prefix",
+        "none",
+    ]))
+    .ok_or("`cargo tree -p primepool` failed")?;
+    let packages = tree_packages(&tree);
+    let heavy: Vec<&String> = packages
+        .iter()
+        .filter(|p| NOT_IN_THE_LIBRARY.contains(&p.split(' ').next().unwrap_or_default()))
+        .collect();
+    if !heavy.is_empty() {
+        return Err(format!(
+            "the library depends on the command's crates: {heavy:?} (they belong in cli/)"
+        ));
+    }
+    let host = output(cargo().args([
+        "tree",
+        "-p",
+        "primepool",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ]))
+    .ok_or("`cargo tree -p primepool` failed")?;
+    eprintln!(
+        "xtask: a dependent of primepool compiles {} crates on this host (primepool and \
+         primepool-core included); none of the command's on any target",
+        tree_packages(&host).len()
+    );
+    Ok(())
+}
+
 /// Type-checks the library for the other platforms, with its lints as errors.
 pub fn check_platforms() -> Result<(), String> {
     for target in CROSS_TARGETS {
@@ -152,6 +222,26 @@ pub fn check_platforms() -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::util::root;
+
+    #[test]
+    fn tree_packages_counts_each_package_once() {
+        let tree = "primepool v0.1.0 (/w/native)\nrayon v1.11.0\nrayon-core v1.13.0\n\
+                    serde_derive v1.0.229 (proc-macro)\nrayon v1.11.0 (*)\n\n";
+        assert_eq!(
+            tree_packages(tree),
+            [
+                "primepool v0.1.0",
+                "rayon v1.11.0",
+                "rayon-core v1.13.0",
+                "serde_derive v1.0.229"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_library_compiles_none_of_the_commands_crates() {
+        check_lean().unwrap();
+    }
 
     #[test]
     fn build_output_screenshots_and_repository_folders_are_refused() {

@@ -21,6 +21,7 @@ pub fn run_all() -> Result<(), String> {
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     run(cargo().args(["test", "--workspace"]))?;
     // The library on other platforms, and what crates.io would receive.
+    crate::package::check_lean()?;
     crate::package::check_platforms()?;
     crate::package::check_packages()?;
     run(cargo().args([
