@@ -8,6 +8,7 @@ use primepool_core::Error;
 
 use super::spawn::WorkerCommand;
 use super::state::Config;
+use super::worker;
 use super::ProcessPoolExecutor;
 
 /// Configures a [`ProcessPoolExecutor`]; made by [`ProcessPoolExecutor::builder`].
@@ -108,9 +109,14 @@ impl ProcessPoolBuilder {
 
     /// Starts the pool; its workers boot in the background. Fails with
     /// [`Error::InvalidArgument`] for a zero option, or [`Error::Broken`] if the worker program
-    /// cannot be found or executed. If the processes themselves cannot be started (no memory
-    /// or process slots), the pool breaks and its futures say why.
+    /// cannot be found or executed, or if this process is itself a worker whose `main` did not
+    /// call [`run_worker_if_requested`](super::run_worker_if_requested) (as Python refuses to
+    /// start processes during a child's bootstrapping). If the processes themselves cannot be
+    /// started (no memory or process slots), the pool breaks and its futures say why.
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
+        if let Some(why) = worker::pool_refused_in_worker() {
+            return Err(Error::Broken(why));
+        }
         let max_workers = match self.max_workers {
             Some(0) => return Err(Error::invalid("max_workers must be at least 1")),
             Some(n) => n,

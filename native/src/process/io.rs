@@ -15,7 +15,6 @@
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,14 +25,13 @@ use super::frame::{write_frame, MAX_FRAME_LEN};
 use super::image;
 use super::protocol::{Bytes, ToWorker};
 use super::remote::{
-    peer_gone, skipped_error, Ending, Fill, InFlight, Phase, Remote, StopReason, BUDGET,
-    MAX_STARTUP_FAILURES,
+    skipped_error, Ending, Fill, InFlight, Phase, Remote, StopReason, BUDGET, MAX_STARTUP_FAILURES,
 };
 use super::spawn;
 use super::state::{
     closure_error, fail_all, terminator, Config, Failures, Queued, Shared, State, Ticket,
 };
-use super::sys;
+use super::sys::{self, peer_gone};
 
 /// A worker with this much unsent output gets no new jobs until it reads.
 const OUTBOX_SOFT_LIMIT: usize = 4 << 20;
@@ -615,12 +613,7 @@ impl Io {
             }
             let worker = self.workers.remove(i);
             let config = &self.shared.config;
-            let burial = worker.bury(
-                &sys::describe(status),
-                status.signal() == Some(libc::SIGKILL),
-                config,
-                &mut self.startup_failures,
-            );
+            let burial = worker.bury(status, config, &mut self.startup_failures);
             let mut failures = burial.failures;
             let shared = Arc::clone(&self.shared);
             {

@@ -20,6 +20,8 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,8 @@ use super::frame::{FrameReader, MAX_FRAME_LEN};
 use super::protocol::{self, FromWorker};
 use super::spawn::Process;
 use super::state::{Config, Failures, Ticket};
+use super::sys::{self, peer_gone};
+use super::worker::EXIT_NO_CHANNEL;
 
 /// The queued work a worker should hold, in time: the window adapts to keep about this much.
 pub(super) const BUDGET: Duration = Duration::from_millis(2);
@@ -421,15 +425,14 @@ impl Remote {
         answers
     }
 
-    /// Decides the fate of the jobs the worker held, now that it is dead (`status` says how it
+    /// Decides the fate of the jobs the worker held, now that it is dead (`exit` says how it
     /// ended): a job being stopped fails as terminated; the job it was running (if it was
     /// killed or died unexpectedly) fails with [`Error::WorkerDied`]; the others never started
     /// and go back to the queue. A worker that dies on its own before it is ready counts
     /// towards `startup_failures`.
     pub(super) fn bury(
         self,
-        status: &str,
-        sigkilled: bool,
+        exit: ExitStatus,
         config: &Config,
         startup_failures: &mut u32,
     ) -> Burial {
@@ -439,6 +442,8 @@ impl Remote {
             broken: None,
         };
         let pid = self.pid();
+        let status = &sys::describe(exit);
+        let sigkilled = exit.signal() == Some(libc::SIGKILL);
         // Jobs being stopped fail as terminated, wherever they were.
         let mut rest = VecDeque::with_capacity(self.in_flight.len());
         for entry in self.in_flight {
@@ -458,6 +463,19 @@ impl Remote {
             // worker program, so it does not count towards breaking the pool; a worker that
             // exits or crashes on its own before it is ready does.
             None if self.phase < Phase::Ready && sigkilled => false,
+            // It never got its channel: every worker will fail the same way, so say why now
+            // (not "does it call run_worker_if_requested", which it does).
+            None if self.phase < Phase::Ready && exit.code() == Some(EXIT_NO_CHANNEL) => {
+                burial.broken = Some(format!(
+                    "worker process {pid} did not receive its channel ({status}): the socket \
+                     descriptor the pool passed to it did not survive the exec. The C \
+                     library's posix_spawn must clear close-on-exec on a dup2(fd, fd) file \
+                     action, as POSIX.1-2024 specifies and glibc and musl do; this one does \
+                     not (or the worker program closed the descriptor before calling \
+                     primepool::run_worker_if_requested())"
+                ));
+                false
+            }
             None if self.phase < Phase::Ready => {
                 *startup_failures += 1;
                 if *startup_failures >= MAX_STARTUP_FAILURES {
@@ -492,14 +510,6 @@ impl Remote {
         burial.requeue = rest.into();
         burial
     }
-}
-
-/// The error a channel gives once the worker's end is closed (its process ended).
-pub(super) fn peer_gone(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-    )
 }
 
 /// The error of a job that `Future::terminate` removed before it started.

@@ -14,7 +14,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
@@ -193,17 +193,43 @@ impl Process {
         }
     }
 
-    /// Sends SIGKILL, unless the process was already reaped.
+    /// Sends SIGKILL, unless the process was already reaped. Where the system has pidfds
+    /// (Linux 5.3 and later) the signal goes through the one this process holds, so it can
+    /// only ever reach this process, even if someone else reaped it (`SIGCHLD` ignored, a
+    /// `waitpid(-1)` elsewhere in the program) and its pid was reused. Elsewhere it goes by
+    /// pid, after checking that the child is still ours to wait for.
     pub fn kill(&mut self) -> io::Result<()> {
         if self.status.is_some() {
             return Ok(());
         }
-        // SAFETY: kill has no memory-safety preconditions. The pid is our child and has not
-        // been reaped (checked above), so it cannot have been reused for another process.
+        if let Some(pidfd) = &self.exit_watch {
+            return match sys::pidfd_kill(pidfd.as_fd()) {
+                // It has ended already (it may be reaped by someone else): nothing to stop.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+                other => other,
+            };
+        }
+        // Reaped behind our back? Then its pid may belong to another process now.
+        if self.try_wait()?.is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill has no memory-safety preconditions. The pid is our child and was not
+        // reaped a moment ago (checked above).
         if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+impl Drop for Process {
+    /// A process dropped before it was reaped (set-up failed after the spawn, or the pool's
+    /// I/O thread is unwinding) is killed and reaped: never a zombie, never a stray worker.
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.kill();
+            let _ = self.wait();
+        }
     }
 }
 
@@ -312,20 +338,67 @@ pub(crate) fn spawn(
 
     let pid =
         sys::spawn_program(&launch.path, &argv_ptrs, &envp_ptrs, fd, null_fd).map_err(cannot)?;
-    drop(theirs);
-    drop(null);
-    ours.set_nonblocking(true)?;
+    // Owned from here on: if anything below fails, dropping it kills and reaps the child.
     let process = Process {
         pid,
         status: None,
         exit_watch: sys::exit_watch(pid),
     };
+    drop(theirs);
+    drop(null);
+    ours.set_nonblocking(true)?;
     Ok((process, ours))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process that sleeps, started as the pool starts workers.
+    fn sleeper() -> Process {
+        let command = WorkerCommand {
+            program: Some("sleep".into()),
+            args: vec!["30".into()],
+            env: Vec::new(),
+        };
+        spawn(&command.prepare().unwrap(), None).unwrap().0
+    }
+
+    fn state_of(pid: u32) -> Option<char> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        text[text.rfind(')')? + 1..].trim_start().chars().next()
+    }
+
+    #[test]
+    fn a_process_dropped_unreaped_is_killed_and_reaped() {
+        let process = sleeper();
+        let pid = process.id();
+        assert_eq!(state_of(pid).map(|s| s != 'Z'), Some(true), "it runs");
+        drop(process);
+        assert_eq!(state_of(pid), None, "neither running nor a zombie");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn kill_after_someone_else_reaped_the_child_signals_nothing_by_pid() {
+        let mut process = sleeper();
+        assert!(process.exit_fd().is_some(), "this kernel has pidfds");
+        let pid = process.pid;
+        // Someone else in the program kills and reaps it (a `waitpid(-1)` elsewhere).
+        // SAFETY: plain system calls on our own child; the status is written to a local.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            let mut raw = 0;
+            assert_eq!(libc::waitpid(pid, &mut raw, 0), pid);
+        }
+        // Its pid is free for reuse now. A kill must go through the pidfd: it reaches nothing
+        // (a dead process) and is no error; a kill by pid would hit whatever got the pid.
+        assert!(process.kill().is_ok());
+        assert!(
+            process.try_wait().unwrap().is_some(),
+            "gone, as far as it can tell"
+        );
+    }
 
     #[test]
     fn the_worker_variable_round_trips_and_rejects_garbage() {

@@ -137,6 +137,34 @@ pub(crate) fn is_socket(fd: RawFd) -> bool {
     stat.st_mode & libc::S_IFMT == libc::S_IFSOCK
 }
 
+/// The error a channel gives once the other end is closed: its process ended, or it closed
+/// its end with bytes of ours unread (a connection reset). Either is an ordinary end.
+pub(crate) fn peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Writes all of `bytes` to the socket `fd` (blocking), without raising SIGPIPE if the other
+/// end is closed.
+pub(crate) fn send_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid buffer of `bytes.len()` bytes for the call; `send` on a
+        // descriptor that is not an open socket fails with an error and touches no memory.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        bytes = bytes.get(n as usize..).unwrap_or_default();
+    }
+    Ok(())
+}
+
 /// A descriptor that becomes readable when child process `pid` ends, so the pool can sleep in
 /// `poll` until then instead of checking on a timer: a pidfd (Linux 5.3 and later, always
 /// close-on-exec). `None` on other systems or older kernels; callers then poll `waitpid`.
@@ -157,6 +185,33 @@ pub(crate) fn exit_watch(pid: libc::pid_t) -> Option<OwnedFd> {
     #[cfg(not(target_os = "linux"))]
     let _ = pid;
     None
+}
+
+/// Sends SIGKILL to the process a pidfd (from [`exit_watch`]) refers to: never to another
+/// process that reuses its pid.
+#[cfg(target_os = "linux")]
+pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a null `siginfo` (allowed:
+    // the kernel fills in a default) and flags; it touches no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Elsewhere there are no pidfds ([`exit_watch`] gives none), so this is never called.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn pidfd_kill(_pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 /// A `poll` entry waiting for `fd` to be readable (input, end of file, or a pidfd's exit).

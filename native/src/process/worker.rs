@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,9 @@ const EXIT_INIT_FAILED: i32 = 4;
 const EXIT_PROTOCOL: i32 = 5;
 /// Exit status of a worker that ended itself to stop a job (`Terminate` or a timeout).
 const EXIT_STOPPED: i32 = 6;
+/// Exit status of a worker that did not receive its channel: the descriptor named by the
+/// worker variable is not an open socket in this process (it did not survive the `exec`).
+pub(super) const EXIT_NO_CHANNEL: i32 = 7;
 /// Exit status when the worker variable is malformed.
 const EXIT_USAGE: i32 = 64;
 
@@ -67,10 +71,7 @@ pub fn run_worker_if_requested() {
     let code = match WorkerEnv::parse(&value) {
         Ok(env) => serve(env).unwrap_or_else(|e| {
             // The pool closed the channel before we were up (a quick shutdown): not an error.
-            if matches!(
-                e.kind(),
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-            ) {
+            if sys::peer_gone(&e) {
                 return 0;
             }
             eprintln!("primepool worker {}: {e}", std::process::id());
@@ -82,6 +83,37 @@ pub fn run_worker_if_requested() {
         }
     };
     std::process::exit(code)
+}
+
+/// Why a pool cannot be built in this process, if it was started as a worker whose `main`
+/// did not call [`run_worker_if_requested`] (the worker variable is still set): without the
+/// refusal every worker would build a pool of its own, recursively. The pool that started this
+/// process is told too (once), through the channel, so that it reports the mistake at once
+/// instead of waiting for a greeting that will not come.
+pub(super) fn pool_refused_in_worker() -> Option<String> {
+    static TOLD: AtomicBool = AtomicBool::new(false);
+    let value = std::env::var_os(ENV)?;
+    let reason = format!(
+        "process {} was started as a worker of a process pool ({ENV} is set) but tried to \
+         build a process pool itself: its main did not call \
+         primepool::run_worker_if_requested() first. Add `primepool::run_worker_if_requested();` \
+         as the first line of main (a test binary: point ProcessPoolBuilder::worker_command at \
+         an entry point that calls it)",
+        std::process::id()
+    );
+    if let Ok(env) = WorkerEnv::parse(&value) {
+        if !TOLD.swap(true, Ordering::AcqRel) && sys::is_socket(env.fd) {
+            let mut frame = Vec::new();
+            let refused = FromWorker::Refused {
+                reason: reason.clone(),
+            };
+            if write_frame(&mut frame, &refused, MAX_FRAME_LEN).is_ok() {
+                // Best effort: the pool may be gone already.
+                let _ = sys::send_all(env.fd, &frame);
+            }
+        }
+    }
+    Some(reason)
 }
 
 /// A job queued in the worker.
@@ -155,10 +187,15 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
         return Ok(0);
     }
     if !sys::is_socket(env.fd) {
-        return Err(io::Error::other(format!(
-            "descriptor {} named by {ENV} is not a socket",
+        // The pool's process gave it a socket: it did not survive the `exec`. The pool knows
+        // this exit status and says so.
+        eprintln!(
+            "primepool worker {}: descriptor {} named by {ENV} is not an open socket here: \
+             the channel did not survive the exec (close-on-exec was not cleared)",
+            std::process::id(),
             env.fd
-        )));
+        );
+        return Ok(EXIT_NO_CHANNEL);
     }
     // SAFETY: the descriptor is an open socket (checked above) that the pool created for this
     // process and named in the variable just consumed; nothing else in the process knows of
@@ -316,6 +353,9 @@ fn control_loop(worker: &Worker, stream: UnixStream, mut reader: FrameReader, ti
                 EXIT_PROTOCOL
             }),
             Ok(false) => {}
+            // The pool closed its end before reading all we sent (at shutdown, a greeting or
+            // an answer it no longer needs): an ordinary end too.
+            Err(e) if sys::peer_gone(&e) => std::process::exit(0),
             Err(e) => fail(&format!("reading the channel: {e}")),
         }
         ticking |= take_in(worker, &mut reader);

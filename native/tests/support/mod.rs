@@ -30,6 +30,11 @@ pub fn pool(workers: usize) -> ProcessPoolExecutor {
         .expect("a process pool")
 }
 
+/// A pool of `workers` processes running this test binary, or the error `build` gave.
+pub fn pool_result(workers: usize) -> Result<ProcessPoolExecutor, primepool::Error> {
+    builder().max_workers(workers).build()
+}
+
 /// Process `pid`'s parent pid and state letter (`R`, `S`, `Z`...), or `None` if it is gone.
 pub fn stat(pid: u32) -> Option<(u32, char)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -84,14 +89,30 @@ pub fn signal(pid: u32, signal: i32) {
 pub fn run_ignored_test(name: &str, env: &[(&str, &str)]) -> std::process::Output {
     let exe = std::env::current_exe().expect("the test binary's path");
     std::process::Command::new(exe)
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(ignored_test_args(name))
         .envs(env.iter().copied())
         .output()
         .expect("running the test binary")
+}
+
+/// The harness arguments that run only this test binary's ignored test `name`.
+pub fn ignored_test_args(name: &str) -> [&str; 5] {
+    [
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]
+}
+
+/// A pool of one worker process that runs this test binary's ignored test `entry` instead of
+/// the usual worker entry point (a worker program that misbehaves in some way).
+pub fn pool_running(entry: &str) -> ProcessPoolExecutor {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .worker_command(exe, ignored_test_args(entry))
+        .build()
+        .expect("a process pool")
 }
