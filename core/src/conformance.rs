@@ -295,6 +295,23 @@ pub fn map_submits_without_iteration(make: Factory<'_>) {
     }
 }
 
+/// `shutdown_async` resolves once every submitted task is done, as `shutdown(wait = true)`
+/// returns, and the executor takes no more work.
+pub fn shutdown_async_resolves_once_the_work_is_done(make: Factory<'_>) {
+    let pool: Arc<dyn Executor> = Arc::from(make(2));
+    let futures: Vec<_> = (0..4).map(|_| pool.submit(sleep_ms, 30).unwrap()).collect();
+    let done = Arc::clone(&pool).shutdown_async(false);
+    assert_eq!(pool.submit(square, 1).unwrap_err(), Error::ShutDown);
+    assert_eq!(block_on(done), Ok(()));
+    for f in &futures {
+        assert_eq!(
+            f.result(Some(Duration::ZERO)),
+            Ok(30),
+            "resolved before the work"
+        );
+    }
+}
+
 /// Counts the inputs an iterator hands out.
 fn counted(pulled: &Arc<AtomicUsize>) -> impl Iterator<Item = u64> + Send + 'static {
     let pulled = pulled.clone();
@@ -424,7 +441,8 @@ macro_rules! conformance_tests {
             a_buffered_map_reads_an_endless_input,
             a_buffered_map_pulls_no_more_than_its_buffer_ahead,
             a_buffered_map_yields_errors_in_place,
-            a_buffered_map_times_out_once_and_stops_pulling);
+            a_buffered_map_times_out_once_and_stops_pulling,
+            shutdown_async_resolves_once_the_work_is_done);
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
         $(

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future as _};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -207,6 +208,52 @@ pub trait ExecutorExt: Executor {
         self.map_with(f, inputs, MapOptions::default())
     }
 
+    /// Shuts down from async code without blocking the runtime's thread: stops taking work at
+    /// once (`shutdown(wait = false, cancel_futures)`), then waits for the running work on a
+    /// helper thread and resolves the returned future when it is done, as
+    /// `shutdown(wait = true)` would return. The helper drops this handle last, so if it was
+    /// the last one the executor is dropped there too, off the runtime's thread.
+    ///
+    /// Where no thread can be started (the browser without threads) the future resolves at
+    /// once with [`Error::WouldBlock`]: the executor takes no more work, but nothing here can
+    /// wait for the rest; await its futures instead.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use primepool_core::{Executor, ExecutorExt, SerialExecutor};
+    ///
+    /// let pool: Arc<dyn Executor> = Arc::new(SerialExecutor::new());
+    /// let done = pool.clone().shutdown_async(false);
+    /// // In async code: `done.await`.
+    /// assert_eq!(done.join(), Ok(()));
+    /// assert!(pool.submit(|x: u8| x, 1).is_err());
+    /// ```
+    fn shutdown_async(self: Arc<Self>, cancel_futures: bool) -> Future<()>
+    where
+        Self: 'static,
+    {
+        self.shutdown(false, cancel_futures);
+        let (promise, future) = Promise::new();
+        let promise = Arc::new(Mutex::new(Some(promise)));
+        let resolve = Arc::clone(&promise);
+        let spawned = std::thread::Builder::new()
+            .name("primepool-shutdown".into())
+            .spawn(move || {
+                self.shutdown(true, false);
+                drop(self);
+                if let Some(promise) = take(&resolve) {
+                    promise.set_result(());
+                }
+            });
+        if let Err(e) = spawned {
+            log::debug!("no thread to wait for the shutdown on: {e}");
+            if let Some(promise) = take(&promise) {
+                promise.set_error(Error::WouldBlock);
+            }
+        }
+        future
+    }
+
     /// [`map`](ExecutorExt::map) with a chunk size, a timeout and a buffer size. A task's
     /// error is yielded at its position, when the iteration reaches it, not before.
     ///
@@ -293,6 +340,11 @@ pub trait ExecutorExt: Executor {
 }
 
 impl<E: Executor + ?Sized> ExecutorExt for E {}
+
+/// Takes the promise out of its shared slot (whoever comes first resolves it).
+fn take<T>(slot: &Mutex<Option<Promise<T>>>) -> Option<Promise<T>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
 
 /// Executors whose tasks run in this process (serial, threads, rayon), which can therefore
 /// take capturing closures as well as plain functions. Process and Web Worker pools do not

@@ -185,3 +185,10 @@ fn a_failing_or_panicking_initializer_breaks_the_pool_as_the_thread_pools_does()
 fn a_panic_payload_can_be_re_raised() {
     thread_support::a_panic_payload_can_be_re_raised(&RayonExecutor::new(2).unwrap());
 }
+
+#[test]
+fn shutdown_async_waits_for_the_work_without_blocking_the_caller() {
+    thread_support::shutdown_async_waits_without_blocking_the_caller(std::sync::Arc::new(
+        RayonExecutor::new(2).unwrap(),
+    ));
+}

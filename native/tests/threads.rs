@@ -280,3 +280,10 @@ fn a_task_and_its_owner_shutting_down_with_wait_at_once_do_not_deadlock() {
 fn a_panic_payload_can_be_re_raised() {
     thread_support::a_panic_payload_can_be_re_raised(&ThreadPoolExecutor::new(2).unwrap());
 }
+
+#[test]
+fn shutdown_async_waits_for_the_work_without_blocking_the_caller() {
+    thread_support::shutdown_async_waits_without_blocking_the_caller(Arc::new(
+        ThreadPoolExecutor::new(2).unwrap(),
+    ));
+}

@@ -344,3 +344,32 @@ pub fn a_task_may_drop_the_last_handle_to_its_own_pool<E: InProcessExecutor + 's
     go.send(()).unwrap();
     assert_eq!(done.result(LONG), Ok(true));
 }
+
+/// `shutdown_async` returns at once while a task still runs, and its future resolves once the
+/// task is done; the pool takes no more work.
+pub fn shutdown_async_waits_without_blocking_the_caller<E: InProcessExecutor + 'static>(
+    pool: Arc<E>,
+) {
+    let (release, gate) = mpsc::channel::<()>();
+    let task = pool
+        .submit_closure(move || {
+            let _ = gate.recv();
+            5u32
+        })
+        .unwrap();
+    let (returned, has_returned) = mpsc::channel();
+    let caller = Arc::clone(&pool);
+    std::thread::spawn(move || {
+        let done = caller.shutdown_async(false);
+        returned.send(done).unwrap();
+    });
+    let done = has_returned
+        .recv_timeout(Duration::from_secs(60))
+        .expect("shutdown_async blocked while a task was running");
+    assert!(!done.done(), "resolved while the task still runs");
+    assert_eq!(pool.submit(spin_us, 1).unwrap_err(), Error::ShutDown);
+    release.send(()).unwrap();
+    assert_eq!(primepool_core::conformance::block_on(done), Ok(()));
+    assert!(task.done(), "resolved before the task finished");
+    assert_eq!(task.result(Some(Duration::ZERO)), Ok(5));
+}
