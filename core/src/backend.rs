@@ -4,6 +4,11 @@
 //! through [`ExecutorExt`](crate::ExecutorExt), and hold [`Future`](crate::Future)s. This module
 //! is for the author of an executor (a new kind of pool, or a test double), and for the
 //! crates of primepool's own backends.
+//! None of it is at the crate root:
+//!
+//! ```compile_fail
+//! use primepool_core::Job; // error: `Job` is `primepool_core::backend::Job`
+//! ```
 //!
 //! # The contract
 //!
