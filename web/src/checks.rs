@@ -10,7 +10,8 @@ use std::sync::Arc;
 use primepool_core::backend::{Job, Promise};
 use primepool_core::conformance::{describe, panics_on_13, square};
 use primepool_core::{
-    as_completed, wait, Error, Executor, ExecutorExt, Future, MapOptions, ReturnWhen, WorkerId,
+    as_completed, wait, Error, Executor, ExecutorExt, Future, FutureState, MapOptions, ReturnWhen,
+    WorkerId,
 };
 
 use crate::clock::now_ms;
@@ -198,6 +199,67 @@ async fn shutdown_with_cancel_resolves_every_future() -> Check {
     Ok(())
 }
 
+/// With a buffer size, `map` reads an endless input lazily: only the buffer is pulled ahead of
+/// what was yielded, and dropping the map stops the pulling.
+async fn a_buffered_map_reads_an_endless_input_and_pulls_only_its_buffer() -> Check {
+    let pool = pool(2)?;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let inputs = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let options = MapOptions::new().buffersize(6).chunksize(2);
+    let mut map = ok(pool.map_with(square, inputs, options))?;
+    ensure!(
+        pulled.load(Ordering::SeqCst) == 6,
+        "pulled {pulled:?} up front"
+    );
+    for i in 0..20u64 {
+        let got = map.next_async().await;
+        ensure!(got == Some(Ok(i * i)), "result {i}: {got:?}");
+        let ahead = pulled.load(Ordering::SeqCst) - (i as usize + 1);
+        ensure!(ahead <= 6, "{ahead} inputs pulled ahead of a buffer of 6");
+    }
+    let before = pulled.load(Ordering::SeqCst);
+    drop(map);
+    ensure!(
+        pulled.load(Ordering::SeqCst) == before,
+        "pulled after the drop"
+    );
+    Ok(())
+}
+
+/// On the page, iterating a `Map` or an `as_completed` yields `WouldBlock` once and ends, so a
+/// `for` loop there terminates; an awaited map's timeout comes at its deadline.
+async fn blocking_iteration_on_the_page_yields_would_block_once_and_an_awaited_timeout_fires(
+) -> Check {
+    let pool = pool(1)?;
+    let mut map = ok(pool.map(spin_ms, [200, 200]))?;
+    let first = map.next();
+    ensure!(first == Some(Err(Error::WouldBlock)), "{first:?}");
+    ensure!(map.next().is_none(), "the map went on after WouldBlock");
+    let futures = vec![ok(pool.submit(spin_ms, 200))?];
+    let yielded = as_completed(&futures, None).count();
+    ensure!(
+        yielded == 1,
+        "as_completed yielded {yielded} items, not one error"
+    );
+    let options = MapOptions::new().timeout(std::time::Duration::from_millis(50));
+    let mut timed = ok(pool.map_with(spin_ms, [2_000, 1], options))?;
+    let slow: Vec<_> = timed.chunks().map(|(f, _)| f.clone()).collect();
+    let outcome = timed.next_async().await;
+    ensure!(
+        matches!(outcome, Some(Err(Error::TimedOut { .. }))),
+        "{outcome:?}"
+    );
+    ensure!(
+        slow[0].state() != FutureState::Finished,
+        "the time-out came when the 2 s task ended, not at its 50 ms deadline"
+    );
+    pool.kill();
+    Ok(())
+}
+
 async fn cancel_agrees_with_the_outcome() -> Check {
     let pool = pool(1)?;
     let futures: Vec<_> = ok((0..10).map(|_| pool.submit(spin_ms, 5)).collect())?;
@@ -337,6 +399,8 @@ pub async fn run_all() -> Vec<(&'static str, Option<String>)> {
         submit_after_shutdown_fails,
         shutdown_lets_queued_work_finish_then_ends_the_workers,
         shutdown_with_cancel_resolves_every_future,
+        a_buffered_map_reads_an_endless_input_and_pulls_only_its_buffer,
+        blocking_iteration_on_the_page_yields_would_block_once_and_an_awaited_timeout_fires,
         cancel_agrees_with_the_outcome,
         as_completed_sees_every_future_and_blocking_calls_refuse,
         done_callbacks_run_for_every_task,

@@ -235,6 +235,11 @@ impl WorkerPoolExecutor {
     /// loaded with `--target web` (the workers import the same glue and module).
     pub fn new(max_workers: usize) -> Result<Self, Error> {
         blocking::forbid_on_this_thread();
+        // Awaited maps wake at their deadline through the event loop's timers (core's default
+        // timer thread cannot start here). Refused, harmlessly, if a driver is already set.
+        #[cfg(target_arch = "wasm32")]
+        let _ =
+            primepool_core::backend::timer::set_driver(Box::new(event_loop_timer::EventLoopTimer));
         let pool = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
         let scheduler = Scheduler::new(WebTransport { pool }, max_workers)?;
         POOLS.with(|p| p.borrow_mut().insert(pool, scheduler));
@@ -382,4 +387,58 @@ fn report_panics() {
         }
         previous(info);
     }));
+}
+
+/// The event loop's timers, for core's awaited deadlines (wasm only: they are the browser's).
+#[cfg(target_arch = "wasm32")]
+mod event_loop_timer {
+    use js_sys::Reflect;
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen::JsCast;
+
+    /// A timer driver on the event loop's `setTimeout`/`clearTimeout` (of the page or of the worker
+    /// the pool lives in), so an awaited `Map` yields its time-out at the deadline.
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        allow(dead_code, reason = "installed in wasm only")
+    )]
+    pub(super) struct EventLoopTimer;
+
+    /// What `schedule` returns when no timer could be set: nothing to clear.
+    const NO_TIMER: u64 = u64::MAX;
+
+    impl EventLoopTimer {
+        /// The global scope's function `name`, if it has one.
+        fn global_fn(name: &str) -> Option<(JsValue, js_sys::Function)> {
+            let global = js_sys::global();
+            let f = Reflect::get(&global, &JsValue::from_str(name)).ok()?;
+            Some((global.into(), f.dyn_into().ok()?))
+        }
+    }
+
+    impl primepool_core::backend::timer::Driver for EventLoopTimer {
+        fn schedule(&self, at: web_time::Instant, waker: std::task::Waker) -> u64 {
+            let ms = at
+                .saturating_duration_since(web_time::Instant::now())
+                .as_secs_f64()
+                * 1000.0;
+            // Freed when it runs; a cleared timer's closure stays allocated (a few bytes).
+            let wake = Closure::once_into_js(move || waker.wake());
+            let handle = Self::global_fn("setTimeout").and_then(|(global, set)| {
+                set.call2(&global, &wake, &JsValue::from_f64(ms.ceil()))
+                    .ok()?
+                    .as_f64()
+            });
+            handle.map_or(NO_TIMER, |h| h as u64)
+        }
+
+        fn cancel(&self, id: u64) {
+            if id == NO_TIMER {
+                return;
+            }
+            if let Some((global, clear)) = Self::global_fn("clearTimeout") {
+                let _ = clear.call1(&global, &JsValue::from_f64(id as f64));
+            }
+        }
+    }
 }
