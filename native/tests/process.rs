@@ -254,3 +254,52 @@ fn the_automatic_chunks_are_the_factoring_schedule_over_the_workers() {
     assert_eq!(pool.auto_chunks(3), [1, 1, 1]);
     assert!(pool.auto_chunks(0).is_empty());
 }
+
+fn double(n: u32) -> u64 {
+    u64::from(n) * 2
+}
+
+/// A lone task on a warm pool goes to an idle worker from the submitting thread (a "lane"),
+/// not through the pool's I/O thread. Lanes hold the worker's channel: once the pool shuts
+/// down, the workers must still see end-of-file and leave by themselves, well before the pool
+/// would kill them (it waits 5 s).
+#[test]
+fn workers_leave_on_end_of_file_after_lone_tasks_sent_straight_to_them() {
+    let pool = support::pool(2);
+    for i in 0..50 {
+        assert_eq!(
+            pool.submit(double, i).unwrap().result(WAIT).unwrap(),
+            2 * u64::from(i)
+        );
+    }
+    let workers = pool.worker_pids();
+    assert_eq!(workers.len(), 2);
+    pool.shutdown(false, false);
+    assert!(
+        support::eventually(Duration::from_secs(3), || workers
+            .iter()
+            .all(|&pid| support::exited(pid))),
+        "workers {workers:?} did not leave on end-of-file"
+    );
+}
+
+/// Lone tasks submitted from many threads at once race for the idle workers' lanes and for
+/// the queue: every result comes back, and to the right future.
+#[test]
+fn lone_tasks_from_many_threads_at_once_all_come_back_right() {
+    let pool = support::pool(2);
+    std::thread::scope(|scope| {
+        for t in 0..4u32 {
+            let pool = &pool;
+            scope.spawn(move || {
+                for i in 0..300 {
+                    let n = t * 1_000 + i;
+                    assert_eq!(
+                        pool.submit(double, n).unwrap().result(WAIT).unwrap(),
+                        2 * u64::from(n)
+                    );
+                }
+            });
+        }
+    });
+}

@@ -7,6 +7,10 @@
 //! this shape: while a turn runs, new jobs and answers accumulate, and the next turn moves them
 //! all at once.
 //!
+//! A lone job on an idle pool does not wait for this thread: it goes out through a lane (see
+//! `state`), and this thread takes it into the worker's window (`adopt`) before it decodes
+//! that worker's answers.
+//!
 //! It owns every [`Remote`] (a worker's process, channel and jobs in flight, in one value);
 //! the state it shares with the pool's handle ([`Shared`]) is the queue and the pool's flags.
 //! It is also the only thread that starts workers: on Linux a worker's parent-death signal
@@ -23,13 +27,13 @@ use primepool_core::Error;
 
 use super::frame::{write_frame, MAX_FRAME_LEN};
 use super::image;
-use super::protocol::{Bytes, ToWorker};
+use super::protocol::ToWorker;
 use super::remote::{
-    skipped_error, Ending, Fill, InFlight, Phase, Remote, StopReason, BUDGET, MAX_STARTUP_FAILURES,
+    skipped_error, Ending, Fill, Phase, Remote, StopReason, BUDGET, MAX_STARTUP_FAILURES,
 };
 use super::spawn;
 use super::state::{
-    closure_error, fail_all, terminator, Config, Failures, Queued, Shared, State, Ticket,
+    encode_run, fail_all, terminator, Config, Direct, Failures, Lane, Queued, Shared, State, Ticket,
 };
 use super::sys::{self, peer_gone};
 
@@ -44,6 +48,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// How often the I/O thread checks for workers that died without closing their channel.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// How long after the last job the I/O thread goes on publishing idle workers as lanes.
+const LANE_LINGER: Duration = Duration::from_secs(1);
 
 /// Starts the pool: its I/O thread, which starts the workers. Returns at once, without
 /// waiting for them: the caller can queue work while they boot (it reaches their channels
@@ -63,6 +69,7 @@ pub(super) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Err
         startup_failures: 0,
         retry_spawn_at: None,
         last_sweep: Instant::now(),
+        last_work: Instant::now(),
     };
     let handle = std::thread::Builder::new()
         .name("primepool-process-pool".into())
@@ -84,11 +91,15 @@ struct Io {
     startup_failures: u32,
     retry_spawn_at: Option<Instant>,
     last_sweep: Instant,
+    /// When a job last went to a worker: lanes are published for a while after it.
+    last_work: Instant,
 }
 
 impl Drop for Io {
     /// Normally every worker is reaped before this; after a panic, make sure none is left.
     fn drop(&mut self) {
+        // No channel may stay open through a lane.
+        self.shared.lock().lanes.clear();
         for worker in &mut self.workers {
             let _ = worker.process().kill();
             let _ = worker.process().wait();
@@ -118,11 +129,15 @@ impl Io {
         let shared = Arc::clone(&self.shared);
         {
             let mut state = shared.lock();
+            self.adopt(&mut state);
             self.send_terminations(&mut state, &mut failures);
             self.dispatch(&mut state, now, &mut failures);
             self.rebalance(&state, now);
             self.enforce_deadlines(now);
             self.close_idle(&state, now);
+            // After every change to the outboxes and channels (and before ending: a lane
+            // holds a channel open).
+            self.refresh_lanes(&mut state);
             self.publish(&mut state);
             let idle =
                 state.queue.is_empty() && self.workers.iter().all(|w| w.in_flight.is_empty());
@@ -216,58 +231,22 @@ impl Io {
                 failures.push((job, removed_from_queue()));
                 continue;
             }
-            let calls = job.start();
-            if calls == 0 {
-                continue; // its future was cancelled
-            }
-            let Some(task) = job.task_fn() else {
-                failures.push((job, closure_error()));
-                continue;
-            };
-            let args = match job.encode_args() {
-                Ok(args) => args,
+            self.last_work = now;
+            let worker = &mut self.workers[i];
+            let calls = match encode_run(&mut job, id, config, worker.outbox()) {
+                Ok(Some(calls)) => calls,
+                Ok(None) => continue, // its future was cancelled
                 Err(e) => {
                     failures.push((job, e));
                     continue;
                 }
             };
-            let calls = u32::try_from(calls).unwrap_or(u32::MAX);
-            let (trampoline, func) = task.to_raw();
-            let run = ToWorker::Run {
-                id,
-                trampoline: image::to_offset(trampoline),
-                func: image::to_offset(func),
-                timeout_us: config
-                    .task_timeout
-                    .map(|t| saturating_micros(t.saturating_mul(calls))),
-                args: Bytes(&args),
-            };
-            let worker = &mut self.workers[i];
-            if let Err(e) = write_frame(worker.outbox(), &run, MAX_FRAME_LEN) {
-                failures.push((job, Error::Serialization(e)));
-                continue;
-            }
             let ticket = ticket.unwrap_or_else(|| {
                 let ticket = Arc::new(Ticket::default());
                 job.set_terminator(terminator(&self.shared, id, Arc::clone(&ticket)));
                 ticket
             });
-            if worker.in_flight.is_empty() {
-                worker.head_since = now;
-            }
-            worker.in_flight.push_back(InFlight {
-                id,
-                job,
-                calls,
-                ticket,
-                started: false,
-                revoking: false,
-                stop: None,
-            });
-            worker.sent += 1;
-            if config.max_tasks_per_child.is_some_and(|m| worker.sent >= m) {
-                worker.retiring = true;
-            }
+            worker.sent_job(id, job, calls, ticket, config, now);
         }
     }
 
@@ -422,6 +401,11 @@ impl Io {
         if !state.terminations.is_empty() {
             return Some(Duration::ZERO);
         }
+        if !state.lanes.is_empty() {
+            // A job may go out through a lane without waking this thread: keep the checks
+            // that a job in flight needs (see `SWEEP_EVERY`).
+            soonest(self.last_sweep + SWEEP_EVERY);
+        }
         next.map(|at| at.saturating_duration_since(now))
     }
 
@@ -451,9 +435,11 @@ impl Io {
         let ready = sys::poll(&mut fds, timeout).unwrap_or(0);
         fds.truncate(streams);
         {
-            let mut state = self.shared.lock();
+            let shared = Arc::clone(&self.shared);
+            let mut state = shared.lock();
             state.sleeping = false;
             state.woken = false;
+            self.adopt(&mut state);
         }
         if ready == 0 {
             return;
@@ -470,6 +456,79 @@ impl Io {
                 self.flush(i);
             }
         }
+    }
+
+    /// Takes the jobs sent through lanes into their workers' windows. Done under the state
+    /// lock whenever the I/O thread takes it, and before it decodes anything a worker sent, so
+    /// an answer always finds its job.
+    fn adopt(&mut self, state: &mut State) {
+        self.shared.adopted(state);
+        if state.direct.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.last_work = now;
+        for Direct {
+            pid,
+            id,
+            job,
+            calls,
+            ticket,
+            unsent,
+        } in state.direct.drain(..)
+        {
+            let Some(worker) = self.workers.iter_mut().find(|w| w.pid() == pid) else {
+                // Its worker was buried meanwhile (it died while idle): the job never reached
+                // it, so it goes to another.
+                state.queue.push_front(Queued {
+                    id,
+                    job,
+                    ticket: Some(ticket),
+                });
+                continue;
+            };
+            worker.outbox().extend_from_slice(&unsent);
+            worker.sent_job(id, job, calls, ticket, &self.shared.config, now);
+        }
+    }
+
+    /// Publishes the idle workers as lanes (after adopting what went through the old ones):
+    /// open, ready, nothing in flight, nothing unsent. This thread writes to a channel outside
+    /// the lock only when that worker's outbox holds something, so it never writes to a lane,
+    /// and every change to an outbox or a channel it makes under the lock is followed by this.
+    ///
+    /// Lanes are only for pools without per-task timeouts or worker recycling (which this
+    /// thread enforces per job), and only within [`LANE_LINGER`] of the last job sent, so an
+    /// idle pool sleeps without waking.
+    fn refresh_lanes(&mut self, state: &mut State) {
+        self.adopt(state);
+        state.lanes.clear();
+        let config = &self.shared.config;
+        if config.task_timeout.is_some()
+            || config.max_tasks_per_child.is_some()
+            || self.last_work.elapsed() > LANE_LINGER
+            || state.shutdown
+            || state.broken.is_some()
+            || !state.queue.is_empty()
+        {
+            return;
+        }
+        state.lanes.extend(
+            self.workers
+                .iter()
+                .filter(|w| {
+                    w.phase == Phase::Ready
+                        && w.can_take(OUTBOX_SOFT_LIMIT)
+                        && w.pending() == 0
+                        && w.in_flight.is_empty()
+                })
+                .filter_map(|w| {
+                    Some(Lane {
+                        pid: w.pid(),
+                        stream: w.shared_stream()?,
+                    })
+                }),
+        );
     }
 
     /// Writes worker `i`'s outbox. A worker that is gone is left for `reap` to bury.
@@ -502,14 +561,18 @@ impl Io {
     /// Handles the complete frames buffered for worker `i`, completing futures (with no lock
     /// held); false if the worker broke the protocol (it is then killed).
     fn handle_frames(&mut self, i: usize) -> bool {
+        let shared = Arc::clone(&self.shared);
+        if shared.sent_direct() {
+            self.adopt(&mut shared.lock());
+        }
         let answers = self.workers[i].take_answers(&self.shared.config, Instant::now());
         if answers.ready {
             self.startup_failures = 0;
         }
         let mut failures = answers.failures;
-        if !answers.revoked.is_empty() {
+        if !answers.revoked.is_empty() || self.workers[i].in_flight.is_empty() {
             let pid = self.workers[i].pid();
-            let mut state = self.shared.lock();
+            let mut state = shared.lock();
             // Given back unstarted: first in line for the next worker with room. (A job asked
             // to terminate meanwhile fails now instead.)
             for entry in answers.revoked.into_iter().rev() {
@@ -524,6 +587,9 @@ impl Io {
                     });
                 }
             }
+            // A worker that has answered everything is a lane again before its futures
+            // complete: the thread that gets the result can send its next job straight away.
+            self.refresh_lanes(&mut state);
         }
         let worker = &self.workers[i];
         for (job, range) in answers.replies {
@@ -774,8 +840,4 @@ fn removed_from_queue() -> Error {
 
 fn deadline(from: Instant, after: Duration) -> Option<Instant> {
     from.checked_add(after)
-}
-
-fn saturating_micros(t: Duration) -> u64 {
-    u64::try_from(t.as_micros()).unwrap_or(u64::MAX)
 }

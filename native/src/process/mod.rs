@@ -141,7 +141,7 @@ impl Executor for ProcessPoolExecutor {
     }
 
     fn execute(&self, job: Job) -> Result<(), Error> {
-        self.shared.submit([job])
+        self.shared.submit_one(job)
     }
 
     fn execute_batch(&self, jobs: Vec<Job>) -> Result<(), Error> {

@@ -103,8 +103,10 @@ pub(super) enum Ending {
 /// One worker process, as the I/O thread knows it.
 pub(super) struct Remote {
     process: Process,
-    /// `None` once the channel is closed (by us, or end-of-file from the worker).
-    stream: Option<UnixStream>,
+    /// `None` once the channel is closed (by us, or end-of-file from the worker). Shared only
+    /// with [`Lane`](super::state::Lane)s, which the I/O thread withdraws before it closes
+    /// anything, so dropping this closes the channel.
+    stream: Option<Arc<UnixStream>>,
     reader: FrameReader,
     outbox: Vec<u8>,
     written: usize,
@@ -165,7 +167,7 @@ impl Remote {
     pub(super) fn new(process: Process, stream: UnixStream, now: Instant) -> Self {
         Remote {
             process,
-            stream: Some(stream),
+            stream: Some(Arc::new(stream)),
             reader: FrameReader::new(MAX_FRAME_LEN),
             outbox: Vec::new(),
             written: 0,
@@ -198,7 +200,13 @@ impl Remote {
 
     /// The channel, while it is open.
     pub(super) fn stream(&self) -> Option<&UnixStream> {
-        self.stream.as_ref()
+        self.stream.as_deref()
+    }
+
+    /// The channel, for a caller to write a `Run` frame itself while this worker is a
+    /// [`Lane`](super::state::Lane).
+    pub(super) fn shared_stream(&self) -> Option<Arc<UnixStream>> {
+        self.stream.clone()
     }
 
     pub(super) fn is_open(&self) -> bool {
@@ -232,13 +240,13 @@ impl Remote {
 
     /// Writes as much of the outbox as the channel takes now.
     pub(super) fn flush(&mut self) -> io::Result<()> {
-        let Some(stream) = &mut self.stream else {
+        let Some(stream) = self.stream.as_deref() else {
             self.outbox.clear();
             self.written = 0;
             return Ok(());
         };
         while self.written < self.outbox.len() {
-            match stream.write(&self.outbox[self.written..]) {
+            match (&*stream).write(&self.outbox[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -260,10 +268,10 @@ impl Remote {
     /// closed (and a frame cut short is a failure).
     pub(super) fn fill(&mut self, now: Instant) -> Fill {
         loop {
-            let Some(stream) = &mut self.stream else {
+            let Some(mut stream) = self.stream.as_deref() else {
                 return Fill::Closed;
             };
-            return match self.reader.fill(stream) {
+            return match self.reader.fill(&mut stream) {
                 Ok(0) => {
                     self.close(now);
                     match self.reader.finish() {
@@ -305,6 +313,34 @@ impl Remote {
     pub(super) fn has_room(&self, now: Instant) -> bool {
         self.in_flight.is_empty()
             || (self.in_flight.len() < self.window() && now - self.head_since < BUDGET)
+    }
+
+    /// Takes a job whose `Run` frame was just sent (or queued in the outbox) into the window.
+    pub(super) fn sent_job(
+        &mut self,
+        id: u64,
+        job: Job,
+        calls: u32,
+        ticket: Arc<Ticket>,
+        config: &Config,
+        now: Instant,
+    ) {
+        if self.in_flight.is_empty() {
+            self.head_since = now;
+        }
+        self.in_flight.push_back(InFlight {
+            id,
+            job,
+            calls,
+            ticket,
+            started: false,
+            revoking: false,
+            stop: None,
+        });
+        self.sent += 1;
+        if config.max_tasks_per_child.is_some_and(|m| self.sent >= m) {
+            self.retiring = true;
+        }
     }
 
     /// Takes job `id` out of the window, updating the duration estimate if it was the oldest.

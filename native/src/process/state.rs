@@ -1,13 +1,23 @@
 //! What a pool's handle and its I/O thread share: the queue of jobs waiting for a worker, the
-//! pool's flags, and the requests the I/O thread acts on. Submitting threads only push jobs
-//! onto the queue (under one lock) and wake the I/O thread if it sleeps; `Future::terminate`
+//! pool's flags, and the requests the I/O thread acts on. Submitting threads push jobs onto
+//! the queue (under one lock) and wake the I/O thread if it sleeps; `Future::terminate`
 //! marks a job's [`Ticket`] and leaves a request here. Everything about the workers
 //! themselves lives with the I/O thread (see `remote`), which publishes their pids here.
+//!
+//! One shortcut saves a lone task the I/O thread's wake-up on its way out: while the I/O
+//! thread sleeps, it publishes the idle workers as [`Lane`]s (their channel, nothing in
+//! flight, nothing unsent). A thread submitting one job when nothing is queued takes a lane
+//! and writes the job's `Run` frame to that worker itself, under the state lock (which thus
+//! orders it with every other write to that channel), and leaves a [`Direct`] record; the
+//! I/O thread takes the record into the worker's window first thing when it wakes, before it
+//! reads anything from any worker, so the answer finds the job where a job sent by the I/O
+//! thread would be. Lanes exist only while the I/O thread sleeps with a bounded timeout, so
+//! its periodic checks go on, and it withdraws them before it closes any channel.
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -15,6 +25,9 @@ use std::time::Duration;
 use primepool_core::backend::Job;
 use primepool_core::Error;
 
+use super::frame::{write_frame, MAX_FRAME_LEN};
+use super::image;
+use super::protocol::{Bytes, ToWorker};
 use super::spawn::Launch;
 use crate::sync;
 
@@ -76,6 +89,27 @@ impl Ticket {
     }
 }
 
+/// An idle worker a submitting thread may send one job to itself (see the module docs).
+pub(super) struct Lane {
+    /// The worker's process id: which worker the I/O thread gives the job to.
+    pub(super) pid: u32,
+    /// The pool's end of its channel.
+    pub(super) stream: Arc<UnixStream>,
+}
+
+/// A job a submitting thread sent through a [`Lane`], for the I/O thread to take into that
+/// worker's window.
+pub(super) struct Direct {
+    pub(super) pid: u32,
+    pub(super) id: u64,
+    pub(super) job: Job,
+    pub(super) calls: u32,
+    pub(super) ticket: Arc<Ticket>,
+    /// The end of the `Run` frame the channel did not take at once (usually nothing), for the
+    /// I/O thread to send before anything else.
+    pub(super) unsent: Vec<u8>,
+}
+
 #[derive(Default)]
 pub(super) struct State {
     pub(super) queue: VecDeque<Queued>,
@@ -92,6 +126,10 @@ pub(super) struct State {
     pub(super) pids: Vec<u32>,
     /// The I/O thread has reaped every worker and ended.
     pub(super) finished: bool,
+    /// Idle workers a submitting thread may write one job to, while the I/O thread sleeps.
+    pub(super) lanes: Vec<Lane>,
+    /// Jobs sent through lanes, not yet in their worker's window.
+    pub(super) direct: Vec<Direct>,
 }
 
 /// What the pool handle and the I/O thread share.
@@ -101,6 +139,9 @@ pub(super) struct Shared {
     waker: UnixStream,
     pub(super) config: Config,
     io_thread: OnceLock<ThreadId>,
+    /// Set (under the lock) when a job goes out through a lane, cleared when the I/O thread
+    /// takes it in: lets that thread skip the lock when there is nothing to take.
+    direct_sent: AtomicBool,
 }
 
 impl Shared {
@@ -112,7 +153,20 @@ impl Shared {
             waker,
             config,
             io_thread: OnceLock::new(),
+            direct_sent: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a job may have gone out through a lane since the I/O thread last took them in.
+    /// (The submitting thread sets it before it writes the job's frame, so a reader that has
+    /// read the answer sees it.)
+    pub(super) fn sent_direct(&self) -> bool {
+        self.direct_sent.load(Ordering::Acquire)
+    }
+
+    /// The I/O thread is taking every job sent through a lane in (`state` is the lock's).
+    pub(super) fn adopted(&self, _state: &mut State) {
+        self.direct_sent.store(false, Ordering::Release);
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -141,10 +195,29 @@ impl Shared {
         self.io_thread.get() == Some(&std::thread::current().id())
     }
 
-    /// Queues jobs (the executor's `execute` and `execute_batch`). A closure job cannot leave
-    /// this process: it fails at once, with the reason, and so does the call.
+    /// Submits one job (the executor's `execute`): straight to an idle worker when a lane is
+    /// published and nothing is queued (see the module docs), else as [`submit`](Self::submit)
+    /// does.
+    pub(super) fn submit_one(self: &Arc<Self>, job: Job) -> Result<(), Error> {
+        let state = self.lock();
+        let open = !state.shutdown && state.broken.is_none();
+        if open && state.queue.is_empty() && !state.lanes.is_empty() && job.task_fn().is_some() {
+            return self.send_direct(state, job);
+        }
+        self.queue(state, [job])
+    }
+
+    /// Queues jobs (the executor's `execute_batch`). A closure job cannot leave this process:
+    /// it fails at once, with the reason, and so does the call.
     pub(super) fn submit(&self, jobs: impl IntoIterator<Item = Job>) -> Result<(), Error> {
-        let mut state = self.lock();
+        self.queue(self.lock(), jobs)
+    }
+
+    fn queue(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        jobs: impl IntoIterator<Item = Job>,
+    ) -> Result<(), Error> {
         if state.shutdown {
             return Err(Error::ShutDown);
         }
@@ -173,6 +246,56 @@ impl Shared {
             job.fail(closure_error());
         }
         Err(closure_error())
+    }
+
+    /// Sends `job` through a lane: the `Run` frame goes to that worker now, from this thread.
+    fn send_direct(
+        self: &Arc<Self>,
+        mut state: MutexGuard<'_, State>,
+        mut job: Job,
+    ) -> Result<(), Error> {
+        let id = state.next_id;
+        state.next_id += 1;
+        let mut frame = Vec::new();
+        let calls = match encode_run(&mut job, id, &self.config, &mut frame) {
+            Ok(Some(calls)) => calls,
+            // Its future was cancelled: nothing to send.
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                drop(state);
+                job.fail(e);
+                return Ok(());
+            }
+        };
+        let Some(lane) = state.lanes.pop() else {
+            unreachable!("send_direct is called with a lane published");
+        };
+        let ticket = Arc::new(Ticket::default());
+        job.set_terminator(terminator(self, id, Arc::clone(&ticket)));
+        self.direct_sent.store(true, Ordering::Release);
+        let mut written = 0;
+        while written < frame.len() {
+            match (&*lane.stream).write(&frame[written..]) {
+                Ok(n) if n > 0 => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Full, or the worker is gone: the I/O thread sends the rest, or finds out.
+                _ => break,
+            }
+        }
+        frame.drain(..written);
+        let unsent = !frame.is_empty();
+        state.direct.push(Direct {
+            pid: lane.pid,
+            id,
+            job,
+            calls,
+            ticket,
+            unsent: frame,
+        });
+        if unsent {
+            self.wake(state);
+        }
+        Ok(())
     }
 
     /// Stops accepting work; cancels what has not been sent if asked; waits if asked.
@@ -209,6 +332,39 @@ impl Shared {
         self.lock().finished = true;
         self.finished.notify_all();
     }
+}
+
+/// Starts `job` (id `id`) and appends its `Run` frame to `out`: the number of calls it makes,
+/// `None` if its future was cancelled (nothing to send), or the error the job must fail with.
+pub(super) fn encode_run(
+    job: &mut Job,
+    id: u64,
+    config: &Config,
+    out: &mut Vec<u8>,
+) -> Result<Option<u32>, Error> {
+    let calls = job.start();
+    if calls == 0 {
+        return Ok(None);
+    }
+    let task = job.task_fn().ok_or_else(closure_error)?;
+    let args = job.encode_args()?;
+    let calls = u32::try_from(calls).unwrap_or(u32::MAX);
+    let (trampoline, func) = task.to_raw();
+    let run = ToWorker::Run {
+        id,
+        trampoline: image::to_offset(trampoline),
+        func: image::to_offset(func),
+        timeout_us: config
+            .task_timeout
+            .map(|t| saturating_micros(t.saturating_mul(calls))),
+        args: Bytes(&args),
+    };
+    write_frame(out, &run, MAX_FRAME_LEN).map_err(Error::Serialization)?;
+    Ok(Some(calls))
+}
+
+fn saturating_micros(t: Duration) -> u64 {
+    u64::try_from(t.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Futures to fail, collected under the lock and failed after it is released.
