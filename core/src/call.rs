@@ -92,7 +92,7 @@ fn trampoline<A: Value, R: Value>(func: usize, args: &[u8]) -> Result<Vec<u8>, E
     // `fn(A) -> R` in `TaskFn::new::<A, R>`, the same instantiation that produced this
     // trampoline (both addresses travel together and `from_raw` requires them unchanged).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
-    let args: Vec<A> = decode(args)?;
+    let args: Vec<A> = decode_part(args, Part::Argument)?;
     let outcomes: Vec<Outcome<R>> = args
         .into_iter()
         .map(|arg| match crate::panic::catch(|| f(arg)) {
@@ -100,17 +100,71 @@ fn trampoline<A: Value, R: Value>(func: usize, args: &[u8]) -> Result<Vec<u8>, E
             Err(p) => Outcome::Panicked(p),
         })
         .collect();
-    encode(&outcomes)
+    encode_part(&outcomes, Part::Result)
 }
 
-/// Encodes a value with postcard, the compact format every boundary uses.
+/// Encodes a value with postcard, the compact format every boundary uses. A `Serialize` impl
+/// that panics is an [`Error::Serialization`] saying so, not a panic of the caller.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    postcard::to_allocvec(value).map_err(|e| Error::Serialization(e.to_string()))
+    encode_part(value, Part::Value)
 }
 
-/// Decodes a postcard value; malformed bytes give [`Error::Serialization`], never a panic.
+/// Decodes a postcard value; malformed bytes, or a `Deserialize` impl that panics, give
+/// [`Error::Serialization`], never a panic.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Serialization(e.to_string()))
+    decode_part(bytes, Part::Value)
+}
+
+/// What a value is to its call, so that an error says which side failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The arguments of a call or chunk.
+    Argument,
+    /// The outcomes of a call or chunk.
+    Result,
+    /// Anything else.
+    Value,
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Part::Argument => "the argument",
+            Part::Result => "the result",
+            Part::Value => "a value",
+        })
+    }
+}
+
+/// [`encode`], saying in an error which `part` of the call failed.
+pub(crate) fn encode_part<T: Serialize + ?Sized>(value: &T, part: Part) -> Result<Vec<u8>, Error> {
+    guarded("encoding", "Serialize", part, || {
+        postcard::to_allocvec(value)
+    })
+}
+
+/// [`decode`], saying in an error which `part` of the call failed.
+pub(crate) fn decode_part<T: DeserializeOwned>(bytes: &[u8], part: Part) -> Result<T, Error> {
+    guarded("decoding", "Deserialize", part, || {
+        postcard::from_bytes(bytes)
+    })
+}
+
+/// Runs a postcard call, turning its error, or a panic of the user's serde impl inside it,
+/// into one [`Error::Serialization`] that names the side and keeps the serializer's message.
+fn guarded<T>(
+    verb: &str,
+    impl_name: &str,
+    part: Part,
+    f: impl FnOnce() -> postcard::Result<T>,
+) -> Result<T, Error> {
+    match crate::panic::catch(f) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Error::Serialization(format!("{verb} {part}: {e}"))),
+        Err(panic) => Err(Error::Serialization(format!(
+            "{verb} {part}: its {impl_name} impl panicked: {panic}"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::call::{self, Outcome, TaskFn, Value};
+use crate::call::{self, Outcome, Part, TaskFn, Value};
 use crate::error::Error;
 use crate::future::{Future, Promise};
 use crate::panic;
@@ -66,7 +66,7 @@ trait Work: Send + 'static {
 /// per call, in order, panics as [`Error::Panicked`]. A reply that does not decode, or holds
 /// the wrong number of outcomes, is an [`Error::Serialization`].
 fn decode_outcomes<R: Value>(bytes: &[u8], calls: usize) -> Result<Vec<Result<R, Error>>, Error> {
-    let outcomes = call::decode::<Vec<Outcome<R>>>(bytes)?;
+    let outcomes = call::decode_part::<Vec<Outcome<R>>>(bytes, Part::Result)?;
     if outcomes.len() != calls {
         return Err(Error::Serialization(format!(
             "the worker answered {} results for {calls} calls",
@@ -101,7 +101,7 @@ impl<A: Value, R: Value> Work for Call<A, R> {
 
     fn encode_args(&self) -> Result<Vec<u8>, Error> {
         // The wire carries a chunk of arguments (`Vec<A>`); a call is a chunk of one.
-        call::encode(std::slice::from_ref(&self.arg))
+        call::encode_part(std::slice::from_ref(&self.arg), Part::Argument)
     }
 
     fn run(self) -> Result<R, Error> {
@@ -138,7 +138,7 @@ impl<A: Value, R: Value> Work for Chunk<A, R> {
     }
 
     fn encode_args(&self) -> Result<Vec<u8>, Error> {
-        call::encode(&self.args)
+        call::encode_part(&self.args, Part::Argument)
     }
 
     fn run(self) -> Result<Self::Output, Error> {

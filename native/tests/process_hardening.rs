@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use primepool::{Error, ExecutorExt};
+use primepool::{Error, ExecutorExt, MapOptions};
 
 /// Generous: these are "eventually" bounds for things that take milliseconds, far below the
 /// pool's 30 s handshake timeout, which is what a slow report would wait for.
@@ -121,4 +121,157 @@ fn clean_shutdowns_make_no_noise() {
         !stderr.contains("primepool worker"),
         "a worker complained at a clean shutdown:\n{stderr}"
     );
+}
+
+/// A value whose serde impls misbehave on purpose: serializing [`SER_PANIC`] panics,
+/// deserializing [`DE_PANIC`] panics, serializing [`SER_FAILS`] is an ordinary error.
+#[derive(Debug, Clone, PartialEq)]
+struct Touchy(u32);
+
+const SER_PANIC: u32 = 13;
+const DE_PANIC: u32 = 14;
+const SER_FAILS: u32 = 15;
+
+impl serde::Serialize for Touchy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            SER_PANIC => panic!("Touchy will not serialize {SER_PANIC}"),
+            SER_FAILS => Err(serde::ser::Error::custom("Touchy cannot serialize 15")),
+            n => s.serialize_u32(n),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n == DE_PANIC {
+            panic!("Touchy will not deserialize {DE_PANIC}");
+        }
+        Ok(Touchy(n))
+    }
+}
+
+fn make_touchy(n: u32) -> Touchy {
+    Touchy(n)
+}
+
+fn take_touchy(t: Touchy) -> u32 {
+    t.0
+}
+
+/// The text of a serialization error, or a panic naming what came instead.
+fn serialization_text<T: std::fmt::Debug>(outcome: Result<T, Error>) -> String {
+    match outcome {
+        Err(e @ Error::Serialization(_)) => e.to_string(),
+        other => panic!("expected a serialization error, got {other:?}"),
+    }
+}
+
+/// A user `Serialize`/`Deserialize` that panics fails only its task, on every side of the trip
+/// (the argument encoded in the pool or decoded in the worker, the result encoded in the
+/// worker or decoded in the pool), with an error that says which and that it panicked; the
+/// next task on the same pool runs normally.
+#[test]
+fn a_panicking_serde_impl_fails_only_its_task_and_says_where() {
+    let pool = support::pool(1);
+    type Run<'a> = Box<dyn Fn() -> Result<u32, Error> + 'a>;
+    let cases: [(&str, &str, Run<'_>); 4] = [
+        (
+            "encoding the argument",
+            "Serialize",
+            Box::new(|| pool.submit(take_touchy, Touchy(SER_PANIC))?.result(SOON)),
+        ),
+        (
+            "decoding the argument",
+            "Deserialize",
+            Box::new(|| pool.submit(take_touchy, Touchy(DE_PANIC))?.result(SOON)),
+        ),
+        (
+            "encoding the result",
+            "Serialize",
+            Box::new(|| {
+                pool.submit(make_touchy, SER_PANIC)?
+                    .result(SOON)
+                    .map(|t| t.0)
+            }),
+        ),
+        (
+            "decoding the result",
+            "Deserialize",
+            Box::new(|| {
+                pool.submit(make_touchy, DE_PANIC)?
+                    .result(SOON)
+                    .map(|t| t.0)
+            }),
+        ),
+    ];
+    for (round, (side, impl_name, run)) in cases.iter().enumerate() {
+        let text = serialization_text(run());
+        assert!(
+            text.contains(side) && text.contains(&format!("{impl_name} impl panicked")),
+            "{side}: {text}"
+        );
+        let n = round as u64;
+        assert_eq!(
+            pool.submit(square, n).unwrap().result(SOON),
+            Ok(n * n),
+            "the pool must go on after a panic {side}"
+        );
+    }
+}
+
+/// A `map` chunk's result is decoded by its first reader, under the future's lock: a panic
+/// there is that future's error, reported the same to every reader (not `ResultTaken`).
+#[test]
+fn a_panicking_deferred_decode_is_the_futures_error_for_every_reader() {
+    let pool = support::pool(1);
+    let options = MapOptions::new().chunksize(3).timeout(SOON);
+    let mut map = pool
+        .map_with(make_touchy, [1, DE_PANIC, 3], options)
+        .unwrap();
+    let (future, len) = map.chunks().next().expect("one chunk");
+    assert_eq!(len, 3);
+    let first = serialization_text(future.result(SOON));
+    assert!(
+        first.contains("decoding the result") && first.contains("panicked"),
+        "{first}"
+    );
+    assert_eq!(
+        serialization_text(future.result(SOON)),
+        first,
+        "a second reader"
+    );
+    let through_map = serialization_text(map.next().expect("an outcome"));
+    assert_eq!(through_map, first, "the map's reader");
+    assert_eq!(pool.submit(square, 4).unwrap().result(SOON), Ok(16));
+}
+
+/// An unserializable value reads with one prefix, says whether the argument or the result
+/// failed, and keeps the serializer's own message.
+#[test]
+fn serialization_errors_have_one_prefix_and_name_the_side() {
+    let pool = support::pool(1);
+    for (side, outcome) in [
+        (
+            "the argument",
+            pool.submit(take_touchy, Touchy(SER_FAILS))
+                .and_then(|f| f.result(SOON)),
+        ),
+        (
+            "the result",
+            pool.submit(make_touchy, SER_FAILS)
+                .unwrap()
+                .result(SOON)
+                .map(|t| t.0),
+        ),
+    ] {
+        let text = serialization_text(outcome);
+        assert_eq!(text.matches("serialization failed").count(), 1, "{text}");
+        assert!(text.contains(&format!("encoding {side}")), "{text}");
+        assert!(
+            text.contains("Serde Serialization Error"),
+            "the serializer's message: {text}"
+        );
+    }
 }

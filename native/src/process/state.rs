@@ -359,7 +359,8 @@ pub(super) fn encode_run(
             .map(|t| saturating_micros(t.saturating_mul(calls))),
         args: Bytes(&args),
     };
-    write_frame(out, &run, MAX_FRAME_LEN).map_err(Error::Serialization)?;
+    write_frame(out, &run, MAX_FRAME_LEN)
+        .map_err(|e| Error::Serialization(format!("sending the argument: {e}")))?;
     Ok(Some(calls))
 }
 

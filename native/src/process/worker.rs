@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use primepool_core::backend::TaskFn;
+use primepool_core::Error;
 
 use super::frame::{write_frame, FrameReader, MAX_FRAME_LEN};
 use super::image;
@@ -315,7 +316,11 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
                     outcomes: Bytes(outcomes),
                 },
                 MAX_FRAME_LEN,
-            ),
+            )
+            .map_err(|e| format!("sending the result: {e}")),
+            // The pool makes it an `Error::Serialization` again: send the text without the
+            // prefix, so it reads once.
+            Err(Error::Serialization(e)) => Err(e.clone()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = written {
