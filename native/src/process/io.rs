@@ -611,6 +611,15 @@ impl Io {
     /// Worker `i` sent bytes that are not the protocol, or its channel failed: kill it (its
     /// oldest job fails as if it had died).
     fn on_channel_error(&mut self, i: usize, what: &str) {
+        {
+            // No job may go to it through a lane any more; one that already did is in its
+            // window before it is killed, like any job sent to it.
+            let shared = Arc::clone(&self.shared);
+            let mut state = shared.lock();
+            self.adopt(&mut state);
+            let pid = self.workers[i].pid();
+            state.lanes.retain(|lane| lane.pid != pid);
+        }
         let worker = &mut self.workers[i];
         if worker.ending.is_none() || worker.ending == Some(Ending::SelfStopped) {
             worker.ending = Some(Ending::Killed(format!("protocol error: {what}")));
