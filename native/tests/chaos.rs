@@ -203,33 +203,56 @@ fn slow_echo(x: u64) -> u64 {
     x
 }
 
+/// The initializer of [`sigkills_of_starting_workers_do_not_break_the_pool`]: slow, so that a
+/// worker stays in start-up long enough to be killed there, and it leaves a mark when it is
+/// done, so the test can tell that a kill landed before the worker was ready.
+fn slow_start() {
+    std::thread::sleep(Duration::from_millis(500));
+    let dir = std::env::var_os("CHAOS_READY_DIR").expect("set by the test");
+    std::fs::write(
+        std::path::Path::new(&dir).join(std::process::id().to_string()),
+        b"",
+    )
+    .expect("marking the worker ready");
+}
+
 /// A SIGKILL from outside (the OOM killer, an operator) while a worker starts is no sign of a
 /// misconfigured worker program: however many such kills land, the pool replaces the worker
 /// and keeps serving (only workers that exit on their own before they are ready break it).
+/// Each kill is checked to have landed on a worker still starting (its initializer never
+/// finished), so the test cannot pass by killing ready workers only.
 #[test]
 fn sigkills_of_starting_workers_do_not_break_the_pool() {
-    let pool = support::pool(1);
+    let ready = std::env::temp_dir().join(format!("primepool-chaos-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&ready);
+    std::fs::create_dir_all(&ready).unwrap();
+    let pool = support::builder()
+        .max_workers(1)
+        .initializer(slow_start)
+        .worker_env("CHAOS_READY_DIR", &ready)
+        .build()
+        .unwrap();
     assert_eq!(
         pool.submit(slow_echo, 1).unwrap().result(Some(BOUND)),
         Ok(1)
     );
     let mut last = pool.worker_pids()[0];
     support::signal(last, libc::SIGKILL);
-    // Kill each replacement as soon as it is listed, before it can be ready.
-    let mut kills = 1;
-    while kills < 4 {
-        // Poll tightly: a worker can be ready a few milliseconds after it is started.
+    // Kill each replacement as soon as it is listed: within its slow initializer.
+    let mut killed_starting = Vec::new();
+    while killed_starting.len() < 4 {
         let deadline = Instant::now() + Duration::from_secs(10);
         while pool.worker_pids().first().is_none_or(|&p| p == last) {
             assert!(
                 Instant::now() < deadline,
-                "no replacement after {kills} kills"
+                "no replacement after {} kills",
+                killed_starting.len() + 1
             );
             std::thread::sleep(Duration::from_micros(100));
         }
         last = pool.worker_pids()[0];
         support::signal(last, libc::SIGKILL);
-        kills += 1;
+        killed_starting.push(last);
     }
     assert_eq!(
         pool.submit(slow_echo, 2)
@@ -237,4 +260,12 @@ fn sigkills_of_starting_workers_do_not_break_the_pool() {
         Ok(2),
         "the pool must replace workers killed during start-up and go on"
     );
+    drop(pool);
+    for pid in killed_starting {
+        assert!(
+            !ready.join(pid.to_string()).exists(),
+            "worker {pid} was ready when it was killed: the test must kill starting workers"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&ready);
 }

@@ -62,15 +62,7 @@ pub(super) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Err
             .map_err(|e| io_error("configuring a socket", e))?;
     }
     let shared = Arc::new(Shared::new(config, waker));
-    let io = Io {
-        shared: Arc::clone(&shared),
-        workers: Vec::new(),
-        wake_rx,
-        startup_failures: 0,
-        retry_spawn_at: None,
-        last_sweep: Instant::now(),
-        last_work: Instant::now(),
-    };
+    let io = Io::new(Arc::clone(&shared), wake_rx);
     let handle = std::thread::Builder::new()
         .name("primepool-process-pool".into())
         .spawn(move || io.run())
@@ -112,6 +104,19 @@ impl Drop for Io {
 }
 
 impl Io {
+    /// The I/O thread's state for the pool `shared`, woken through `wake_rx`; no workers yet.
+    fn new(shared: Arc<Shared>, wake_rx: UnixStream) -> Self {
+        Io {
+            shared,
+            workers: Vec::new(),
+            wake_rx,
+            startup_failures: 0,
+            retry_spawn_at: None,
+            last_sweep: Instant::now(),
+            last_work: Instant::now(),
+        }
+    }
+
     fn run(mut self) {
         self.shared.set_io_thread();
         if let Err(e) = self.spawn_missing(true) {
@@ -535,7 +540,13 @@ impl Io {
     fn flush(&mut self, i: usize) {
         match self.workers[i].flush() {
             Ok(()) => {}
-            Err(e) if peer_gone(&e) => self.workers[i].close(Instant::now()),
+            Err(e) if peer_gone(&e) => {
+                // The worker is gone, but what it sent before it went (`Started`, `Done`) is
+                // still in the socket: take it in before the channel is buried, or a finished
+                // job would run again and the job that killed it would be requeued.
+                self.read(i);
+                self.workers[i].close(Instant::now());
+            }
             Err(e) => self.on_channel_error(i, &format!("writing to the worker: {e}")),
         }
     }
@@ -849,4 +860,116 @@ fn removed_from_queue() -> Error {
 
 fn deadline(from: Instant, after: Duration) -> Option<Instant> {
     from.checked_add(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::Duration;
+
+    use primepool_core::backend::{encode, Job, Promise, TaskFn};
+    use primepool_core::{Error, WorkerId};
+
+    use super::*;
+    use crate::process::protocol::FromWorker;
+    use crate::process::spawn::WorkerCommand;
+
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    /// An I/O thread's state with one worker: a real child process (`program`) standing in for
+    /// the worker, and a channel whose far end the test holds.
+    fn io_with_worker(program: &str) -> (Io, UnixStream) {
+        let command = WorkerCommand {
+            program: Some(program.into()),
+            args: Vec::new(),
+            env: Vec::new(),
+        };
+        let launch = command.prepare().unwrap();
+        let (process, _) = spawn::spawn(&launch, None).unwrap();
+        let config = Config {
+            max_workers: 1,
+            launch,
+            initializer: None,
+            max_tasks_per_child: None,
+            task_timeout: None,
+        };
+        let (waker, wake_rx) = UnixStream::pair().unwrap();
+        let mut io = Io::new(Arc::new(Shared::new(config, waker)), wake_rx);
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        io.workers.push(Remote::new(process, ours, Instant::now()));
+        (io, theirs)
+    }
+
+    /// Puts a `square(x)` job in flight to worker 0 as job `id`; returns its future.
+    fn in_flight(io: &mut Io, id: u64, x: u64) -> primepool_core::Future<u64> {
+        let (promise, future) = Promise::new();
+        let mut job = Job::call(square, x, promise);
+        assert_eq!(job.start(), 1);
+        let config = io.shared.config.clone();
+        let ticket = Arc::new(Ticket::default());
+        io.workers[0].sent_job(id, job, 1, ticket, &config, Instant::now());
+        future
+    }
+
+    fn send(to: &mut UnixStream, messages: &[FromWorker<'_>]) {
+        let mut frames = Vec::new();
+        for message in messages {
+            write_frame(&mut frames, message, MAX_FRAME_LEN).unwrap();
+        }
+        to.write_all(&frames).unwrap();
+    }
+
+    /// A write to a worker that died fails (EPIPE); the answers it sent before dying are still
+    /// in the socket and must count: the job it finished completes (it must not run again),
+    /// and the job it had started fails with `WorkerDied` (it must not be requeued, to crash
+    /// the next worker too).
+    #[test]
+    fn a_failed_write_still_takes_in_what_the_worker_sent_before_it_died() {
+        let (mut io, mut theirs) = io_with_worker("true");
+        let finished = in_flight(&mut io, 1, 7);
+        let crashed = in_flight(&mut io, 2, 8);
+        let reply = TaskFn::new(square)
+            .invoke(&encode(&vec![7u64]).unwrap())
+            .unwrap();
+        send(
+            &mut theirs,
+            &[
+                FromWorker::Hello,
+                FromWorker::Ready,
+                FromWorker::Started { id: 1 },
+                FromWorker::Done {
+                    id: 1,
+                    outcomes: crate::process::protocol::Bytes(&reply),
+                },
+                FromWorker::Started { id: 2 },
+            ],
+        );
+        drop(theirs); // the worker is gone
+        io.workers[0].outbox().extend_from_slice(&[0; 64]); // something to write
+        io.flush(0);
+        assert_eq!(
+            finished.result(Some(Duration::ZERO)),
+            Ok(49),
+            "the finished job"
+        );
+        // The stand-in process has exited (`true`); reaping buries the worker.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !io.workers.is_empty() {
+            assert!(Instant::now() < deadline, "the worker was not reaped");
+            io.last_sweep = Instant::now() - SWEEP_EVERY;
+            io.reap(Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match crashed.result(Some(Duration::ZERO)) {
+            Err(Error::WorkerDied {
+                worker: WorkerId::Process(_),
+                ..
+            }) => {}
+            other => panic!("the job it had started must fail with WorkerDied, got {other:?}"),
+        }
+        assert!(io.shared.lock().queue.is_empty(), "nothing requeued");
+    }
 }
