@@ -10,7 +10,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
-use primepool_core::{blocking, Error, Executor, Job};
+use primepool_core::backend::Job;
+use primepool_core::{blocking, Error, Executor};
 
 static THREADS: OnceLock<usize> = OnceLock::new();
 
