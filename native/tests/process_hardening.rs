@@ -275,3 +275,29 @@ fn serialization_errors_have_one_prefix_and_name_the_side() {
         );
     }
 }
+
+/// A task function that does not live in the main executable (here a C library function cast
+/// to a `fn` type; a Rust `dylib` or a `dlopen`ed plugin alike) would reach a worker as an
+/// offset that leads anywhere: `submit` and `map` refuse it with a clear error, before
+/// anything is sent, and the pool goes on.
+#[test]
+fn a_function_outside_the_main_executable_is_refused_at_submit() {
+    let pool = support::pool(1);
+    // SAFETY: the pointer is never called (the point of the test is that the pool refuses to
+    // send it anywhere); `fn` pointers and `usize` have the same size.
+    let foreign = unsafe {
+        std::mem::transmute::<usize, fn(i32) -> i32>(
+            libc::abs as unsafe extern "C" fn(libc::c_int) -> libc::c_int as usize,
+        )
+    };
+    let refused = |outcome: Result<(), Error>| match outcome {
+        Err(Error::InvalidArgument(why)) => assert!(
+            why.contains("not in the main executable") && why.contains("function"),
+            "{why}"
+        ),
+        other => panic!("expected the call to be refused, got {other:?}"),
+    };
+    refused(pool.submit(foreign, -3).map(drop));
+    refused(pool.map(foreign, [-1, -2]).map(drop));
+    assert_eq!(pool.submit(square, 5).unwrap().result(SOON), Ok(25));
+}

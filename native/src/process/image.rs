@@ -16,6 +16,8 @@
 
 use std::sync::OnceLock;
 
+use primepool_core::Error;
+
 /// The reference point for code offsets: any function of this image would do, this one exists
 /// for nothing else (it is never called).
 #[inline(never)]
@@ -102,28 +104,58 @@ pub(crate) fn find_build_id(mut notes: &[u8], align: usize) -> Option<&[u8]> {
     None
 }
 
+/// A program header of the loaded objects, as `dl_iterate_phdr` describes them.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+type Phdr = libc::Elf64_Phdr;
+#[cfg(all(target_os = "linux", target_pointer_width = "32"))]
+type Phdr = libc::Elf32_Phdr;
+
+/// Calls `visit` with the load address and program headers of the first loaded object, which
+/// is the executable: the image whose identity workers check.
 #[cfg(target_os = "linux")]
-fn build_id() -> Option<Vec<u8>> {
+fn with_main_object<T>(mut visit: impl FnMut(usize, &[Phdr]) -> T) -> Option<T> {
     use std::ffi::c_void;
 
-    /// Visits the first loaded object, which is the executable, and stops.
+    type Visit<'a> = &'a mut dyn FnMut(usize, &[Phdr]);
+
+    /// Visits the first loaded object and stops.
     unsafe extern "C" fn first_object(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
         data: *mut c_void,
     ) -> libc::c_int {
         // SAFETY: `dl_iterate_phdr` passes a valid `dl_phdr_info` for the duration of the
-        // call, and `data` is the `&mut Option<Vec<u8>>` given below, alive and not otherwise
-        // borrowed while `dl_iterate_phdr` runs.
-        let (info, out) = unsafe { (&*info, &mut *data.cast::<Option<Vec<u8>>>()) };
-        if info.dlpi_phdr.is_null() {
-            return 1;
+        // call, and `data` is the `Visit` given below, alive and not otherwise borrowed while
+        // `dl_iterate_phdr` runs.
+        let (info, visit) = unsafe { (&*info, &mut *data.cast::<Visit<'_>>()) };
+        if !info.dlpi_phdr.is_null() {
+            // SAFETY: `dlpi_phdr` points to the object's `dlpi_phnum` program headers, mapped
+            // for as long as the object is loaded (the executable: for the life of the
+            // process).
+            let headers =
+                unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+            visit(info.dlpi_addr as usize, headers);
         }
-        // SAFETY: `dlpi_phdr` points to the object's `dlpi_phnum` program headers, mapped for
-        // as long as the object is loaded (the executable: for the life of the process).
-        let headers =
-            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
-        let base = info.dlpi_addr as usize;
+        1
+    }
+
+    let mut out = None;
+    let mut call = |base: usize, headers: &[Phdr]| out = Some(visit(base, headers));
+    let mut data: Visit<'_> = &mut call;
+    // SAFETY: `first_object` upholds the callback contract (reads only what the loader
+    // describes, returns non-zero to stop); `data` points to a `Visit` that outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(first_object),
+            (&mut data as *mut Visit<'_>).cast::<c_void>(),
+        );
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+fn build_id() -> Option<Vec<u8>> {
+    with_main_object(|base, headers| {
         for note in headers.iter().filter(|h| h.p_type == libc::PT_NOTE) {
             let start = note.p_vaddr as usize;
             let len = note.p_memsz as usize;
@@ -144,23 +176,68 @@ fn build_id() -> Option<Vec<u8>> {
             let bytes =
                 unsafe { std::slice::from_raw_parts(base.wrapping_add(start) as *const u8, len) };
             if let Some(id) = find_build_id(bytes, note.p_align as usize) {
-                *out = Some(id.to_vec());
-                break;
+                return Some(id.to_vec());
             }
         }
-        1
-    }
+        None
+    })
+    .flatten()
+}
 
-    let mut out: Option<Vec<u8>> = None;
-    // SAFETY: `first_object` upholds the callback contract (reads only what the loader
-    // describes, returns non-zero to stop); `data` points to `out`, which outlives the call.
-    unsafe {
-        libc::dl_iterate_phdr(
-            Some(first_object),
-            (&mut out as *mut Option<Vec<u8>>).cast::<c_void>(),
-        );
+/// Whether `address` lies in the code of the main executable: the image whose identity
+/// workers check, and whose marker offsets are taken from.
+#[cfg(target_os = "linux")]
+fn in_main_image(address: usize) -> bool {
+    static CODE: OnceLock<Vec<std::ops::Range<usize>>> = OnceLock::new();
+    let code = CODE.get_or_init(|| {
+        with_main_object(|base, headers| {
+            headers
+                .iter()
+                .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0)
+                .map(|h| {
+                    let start = base.wrapping_add(h.p_vaddr as usize);
+                    start..start.saturating_add(h.p_memsz as usize)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    });
+    code.iter().any(|range| range.contains(&address))
+}
+
+/// Whether `address` lies in the same loaded object as the marker (`dladdr`), which, with
+/// primepool linked statically as usual, is the executable.
+#[cfg(not(target_os = "linux"))]
+fn in_main_image(address: usize) -> bool {
+    fn object_of(address: usize) -> Option<usize> {
+        let mut info = std::mem::MaybeUninit::<libc::Dl_info>::uninit();
+        // SAFETY: dladdr only reads the loader's tables and writes a `Dl_info` into the buffer
+        // it is given, which is large enough; on failure (0) we do not read it.
+        if unsafe { libc::dladdr(address as *const libc::c_void, info.as_mut_ptr()) } == 0 {
+            return None;
+        }
+        // SAFETY: dladdr returned non-zero, so it filled in the struct.
+        Some(unsafe { info.assume_init() }.dli_fbase as usize)
     }
-    out
+    object_of(address).is_some_and(|base| Some(base) == object_of(marker_address()))
+}
+
+/// Checks that a call's two code addresses (trampoline and function, from
+/// `TaskFn::to_raw`) lie in the main executable, the image workers run and check: an address
+/// in a shared object (a Rust `dylib`, `-C prefer-dynamic`, a `dlopen`ed plugin, a C library
+/// function cast to a `fn` type) would be shipped as an offset that leads anywhere in the
+/// worker. For every backend that ships code offsets.
+pub(crate) fn check_shippable(trampoline: usize, func: usize) -> Result<(), Error> {
+    for (what, address) in [("function", func), ("trampoline", trampoline)] {
+        if !in_main_image(address) {
+            return Err(Error::invalid(format!(
+                "the task's {what} (at {address:#x}) is not in the main executable (is it in a \
+                 shared library or a plugin?); a worker process can only run functions of the \
+                 program image it shares with the pool"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -199,6 +276,21 @@ mod tests {
     fn an_offset_from_the_marker_leads_back_to_the_same_function() {
         let f: fn(u32) -> u32 = primepool_core::workload::noop;
         assert_eq!(from_offset(to_offset(f as usize)), f as usize);
+    }
+
+    #[test]
+    fn code_of_this_image_is_shippable_and_a_c_library_function_is_not() {
+        let f: fn(u32) -> u32 = primepool_core::workload::noop;
+        let task = primepool_core::backend::TaskFn::new(f);
+        let (trampoline, func) = task.to_raw();
+        assert_eq!(check_shippable(trampoline, func), Ok(()));
+        let abs = libc::abs as unsafe extern "C" fn(libc::c_int) -> libc::c_int as usize;
+        let err = check_shippable(trampoline, abs).unwrap_err();
+        assert!(
+            err.to_string().contains("not in the main executable"),
+            "{err}"
+        );
+        assert!(check_shippable(abs, func).is_err(), "a foreign trampoline");
     }
 
     #[test]

@@ -201,14 +201,15 @@ impl Shared {
     pub(super) fn submit_one(self: &Arc<Self>, job: Job) -> Result<(), Error> {
         let state = self.lock();
         let open = !state.shutdown && state.broken.is_none();
-        if open && state.queue.is_empty() && !state.lanes.is_empty() && job.task_fn().is_some() {
+        if open && state.queue.is_empty() && !state.lanes.is_empty() && shippable(&job).is_ok() {
             return self.send_direct(state, job);
         }
         self.queue(state, [job])
     }
 
-    /// Queues jobs (the executor's `execute_batch`). A closure job cannot leave this process:
-    /// it fails at once, with the reason, and so does the call.
+    /// Queues jobs (the executor's `execute_batch`). A closure job cannot leave this process,
+    /// nor a function outside the main executable: such a job fails at once, with the reason,
+    /// and so does the call.
     pub(super) fn submit(&self, jobs: impl IntoIterator<Item = Job>) -> Result<(), Error> {
         self.queue(self.lock(), jobs)
     }
@@ -224,10 +225,10 @@ impl Shared {
         if let Some(why) = &state.broken {
             return Err(Error::Broken(why.clone()));
         }
-        let mut closures = Vec::new();
+        let mut refused = Vec::new();
         for job in jobs {
-            if job.task_fn().is_none() {
-                closures.push(job);
+            if let Err(e) = shippable(&job) {
+                refused.push((job, e));
                 continue;
             }
             let id = state.next_id;
@@ -239,13 +240,11 @@ impl Shared {
             });
         }
         self.wake(state);
-        if closures.is_empty() {
+        let Some(error) = refused.first().map(|(_, e)| e.clone()) else {
             return Ok(());
-        }
-        for job in closures {
-            job.fail(closure_error());
-        }
-        Err(closure_error())
+        };
+        fail_all(refused);
+        Err(error)
     }
 
     /// Sends `job` through a lane: the `Run` frame goes to that worker now, from this thread.
@@ -366,6 +365,14 @@ pub(super) fn encode_run(
 
 fn saturating_micros(t: Duration) -> u64 {
     u64::try_from(t.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Whether `job` can be sent to a worker: a plain `fn` (a closure cannot leave this process)
+/// whose code lies in the image the workers run.
+fn shippable(job: &Job) -> Result<(), Error> {
+    let task = job.task_fn().ok_or_else(closure_error)?;
+    let (trampoline, func) = task.to_raw();
+    image::check_shippable(trampoline, func)
 }
 
 /// Futures to fail, collected under the lock and failed after it is released.

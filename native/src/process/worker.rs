@@ -64,6 +64,9 @@ const TICK: Duration = Duration::from_millis(5);
 )]
 pub fn run_worker_if_requested() {
     let Some(value) = std::env::var_os(ENV) else {
+        // Not a worker: take the program's identity now, at start-up, before the program can
+        // replace its own file on disk (where the identity is the file's).
+        let _ = image::identity();
         return;
     };
     // The task's own child processes are not workers. (Called first thing in `main`, before
