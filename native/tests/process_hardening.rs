@@ -301,3 +301,41 @@ fn a_function_outside_the_main_executable_is_refused_at_submit() {
     refused(pool.map(foreign, [-1, -2]).map(drop));
     assert_eq!(pool.submit(square, 5).unwrap().result(SOON), Ok(25));
 }
+
+fn sleep_then_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(1500));
+    x * x
+}
+
+/// A done-callback runs on the pool's I/O thread, which completes every future of the pool:
+/// one that blocks on another future of the same pool would stall the pool for ever. The wait
+/// returns `Error::WouldBlock` at once instead, and the pool goes on.
+#[test]
+fn a_done_callback_that_waits_on_the_same_pool_does_not_stall_it() {
+    let pool = support::pool(2);
+    let slow = pool.submit(sleep_then_square, 4).unwrap();
+    // Not done before its callback is added: a worker has to boot first.
+    let quick = pool.submit(square, 3).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = slow.clone();
+    quick.add_done_callback(move |_| {
+        // A bound, so that a pool that does stall still lets this test end (with a failure).
+        let waited = other.result(Some(Duration::from_secs(5)));
+        let _ = tx.send((std::thread::current().name().map(str::to_owned), waited));
+    });
+    let (thread, seen) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the callback ran");
+    assert_eq!(
+        thread.as_deref(),
+        Some("primepool-process-pool"),
+        "where callbacks run"
+    );
+    assert_eq!(
+        seen,
+        Err(Error::WouldBlock),
+        "the callback's wait on the same pool"
+    );
+    assert_eq!(slow.result(SOON), Ok(16));
+    assert_eq!(pool.submit(square, 5).unwrap().result(SOON), Ok(25));
+}

@@ -119,6 +119,11 @@ impl Io {
 
     fn run(mut self) {
         self.shared.set_io_thread();
+        // Done-callbacks and wakers of the pool's futures run on this thread. One that blocked
+        // on another future of the pool would stall the thread that completes it, for ever:
+        // here a blocking wait returns `Error::WouldBlock` at once instead (the browser
+        // contract of `primepool::blocking`).
+        primepool_core::blocking::forbid_on_this_thread();
         if let Err(e) = self.spawn_missing(true) {
             self.break_pool(&e.to_string());
         }

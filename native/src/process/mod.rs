@@ -44,6 +44,13 @@
 //! [`Error::Terminated`]. If the pool's process dies, its workers exit
 //! at once (end-of-file on their channel, plus the parent-death signal on Linux).
 //!
+//! Done-callbacks ([`Future::add_done_callback`](crate::Future::add_done_callback)) and async
+//! wakers of a process pool's futures run on the pool's one I/O thread, which also completes
+//! every other future of the pool: they must be quick and must not block. A blocking call made
+//! there (`result`, `wait`, iterating a `Map`, a shutdown that waits) on a future that is not
+//! done returns [`Error::WouldBlock`] at once instead of stalling the pool for ever (see
+//! [`blocking`](crate::blocking)); hand such work to another thread, or `.await` it.
+//!
 //! Test binaries, whose `main` is the test harness, get workers from
 //! [`test_support`](mod@crate::test_support): `primepool::test_support!()` adds an ignored `#[test]`
 //! whose body is `run_worker_if_requested()`, and its builder points
