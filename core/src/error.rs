@@ -163,6 +163,19 @@ pub enum Error {
         /// How it ended: exit status or signal, as the operating system reported it.
         status: String,
     },
+    /// A task shipped to a cluster was handed to workers `attempts` times and never finished:
+    /// each time, its worker died or lost its connection before answering (a task's own panic
+    /// or error is never retried). It is not tried again.
+    #[error(
+        "the task was given to workers {attempts} times and never finished (each worker died or \
+         lost its connection first; the last one was {last_worker}); it is not tried again"
+    )]
+    AttemptsExhausted {
+        /// How many times the task was handed to a worker.
+        attempts: u32,
+        /// The last worker known to have started it (`host:pid`), or what is known of it.
+        last_worker: String,
+    },
     /// The running task was stopped on purpose (`Future::terminate` or a per-task timeout): its
     /// worker was ended and replaced.
     #[error("the task was terminated: {0}")]

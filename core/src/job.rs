@@ -40,6 +40,7 @@ trait Erased: Send {
     fn fail(self: Box<Self>, error: Error);
     fn cancel(self: Box<Self>);
     fn set_terminator(&self, stop: Arc<dyn Fn() -> bool + Send + Sync>);
+    fn on_cancel(&self, hook: Box<dyn FnOnce() + Send>);
 }
 
 /// The typed side of a job: what runs and how its result travels. Every job has one promise
@@ -242,6 +243,16 @@ impl<W: Work> Erased for WithPromise<W> {
     fn set_terminator(&self, stop: Arc<dyn Fn() -> bool + Send + Sync>) {
         self.promise.set_terminator(stop);
     }
+
+    fn on_cancel(&self, hook: Box<dyn FnOnce() + Send>) {
+        let future = self.promise.future();
+        let observed = future.clone();
+        future.on_done(move || {
+            if observed.cancelled() {
+                hook();
+            }
+        });
+    }
 }
 
 impl Job {
@@ -329,6 +340,14 @@ impl Job {
     /// while the job runs.
     pub fn set_terminator(&self, stop: Arc<dyn Fn() -> bool + Send + Sync>) {
         self.inner.set_terminator(stop)
+    }
+
+    /// Runs `hook` when the job's future is cancelled (at once, on this thread, if it already
+    /// is; otherwise on the thread that cancels it), and never if it ends any other way. A
+    /// backend whose queue lives elsewhere (the cluster's stream) uses it to take a cancelled
+    /// job out of that queue. The hook must be quick and must not block.
+    pub fn on_cancel(&self, hook: impl FnOnce() + Send + 'static) {
+        self.inner.on_cancel(Box::new(hook))
     }
 }
 
@@ -424,6 +443,34 @@ mod tests {
         assert!(matches!(job.encode_args(), Err(Error::Serialization(_))));
         job.run_local();
         assert_eq!(f.result(None), Ok(8));
+    }
+
+    #[test]
+    fn the_cancel_hook_runs_once_for_a_cancelled_job_and_never_for_a_finished_one() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = |hits: &Arc<AtomicUsize>| {
+            let hits = hits.clone();
+            move || {
+                hits.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let (job, future) = call(1);
+        job.on_cancel(counter(&hits));
+        assert!(future.cancel());
+        assert!(future.cancel(), "cancelling again is harmless");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        job.on_cancel(counter(&hits));
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "already cancelled: at once");
+        let (job, future) = call(2);
+        job.on_cancel(counter(&hits));
+        job.run_local();
+        assert_eq!(future.result(None), Ok(3));
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            2,
+            "a finished job is not cancelled"
+        );
     }
 
     #[test]

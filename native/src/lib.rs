@@ -14,6 +14,7 @@
 //! | `ThreadPoolExecutor` | [`ThreadPoolExecutor`] ([`ThreadPoolBuilder`]) |
 //! | (no equivalent) | [`RayonExecutor`] ([`RayonBuilder`]): a work-stealing rayon pool |
 //! | `ProcessPoolExecutor` | [`ProcessPoolExecutor`] ([`ProcessPoolBuilder`], Unix only) |
+//! | Dask's `Client`, `distributed` | `ClusterExecutor` (`cluster::ClusterBuilder`; feature `cluster`, Unix only): workers on many hosts, NATS JetStream as the queue |
 //! | `if __name__ == "__main__":` | [`run_worker_if_requested`] first in `main` |
 //! | `Future` | [`Future`] (also a `std::future::Future`), [`FutureState`] |
 //! | `map(fn, xs, timeout=, chunksize=)` | [`ExecutorExt::map`], [`ExecutorExt::map_with`] with [`MapOptions`], yielding a [`Map`] |
@@ -127,6 +128,8 @@
 //! is a no-op (there are no workers to serve), so a program that calls it first thing builds
 //! everywhere.
 
+#[cfg(all(unix, feature = "cluster"))]
+pub mod cluster;
 #[cfg(unix)]
 pub mod process;
 pub mod rayon_pool;
@@ -140,6 +143,8 @@ pub use primepool_core::{
     Unfinished, Value, Waited, WorkerId,
 };
 
+#[cfg(all(unix, feature = "cluster"))]
+pub use cluster::ClusterExecutor;
 #[cfg(unix)]
 pub use process::{run_worker_if_requested, ProcessPoolBuilder, ProcessPoolExecutor};
 pub use rayon_pool::{RayonBuilder, RayonExecutor};

@@ -81,7 +81,7 @@ fn zero_process_pool_options_are_invalid_arguments_and_an_endless_timeout_is_non
         .unwrap()
         .map(Result::unwrap)
         .sum();
-    assert_eq!(sum, (0..3000).map(square).sum());
+    assert_eq!(sum, (0..3000).map(square).sum::<u64>());
     assert_eq!(endless.submit(sleep_ms, 20).unwrap().result(WAIT), Ok(20));
 }
 

@@ -64,7 +64,7 @@
 
 mod builder;
 mod frame;
-mod image;
+pub(crate) mod image;
 mod io;
 pub(crate) mod protocol;
 mod remote;

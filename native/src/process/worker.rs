@@ -48,6 +48,11 @@ const TICK: Duration = Duration::from_millis(5);
 /// process, never returning; in any other process it returns at once (it checks one
 /// environment variable).
 ///
+/// With the `cluster` feature it also enters cluster worker mode when
+/// `PRIMEPOOL_CLUSTER_WORKER=<NATS url>` is set (slots from `PRIMEPOOL_CLUSTER_SLOTS`, default
+/// the host's CPUs): the process serves the cluster until SIGTERM or SIGINT, then exits 0 (64
+/// for a malformed variable, 69 when it cannot serve, e.g. no server).
+///
 /// It is the counterpart of Python's `if __name__ == "__main__":` guard under the "spawn" start
 /// method: workers are new runs of the same program, and this call is where they part ways
 /// with `main`. Anything `main` does before it also happens in every worker.
@@ -63,6 +68,9 @@ const TICK: Duration = Duration::from_millis(5);
     reason = "the contract is about the first line of main"
 )]
 pub fn run_worker_if_requested() {
+    // A cluster worker (`PRIMEPOOL_CLUSTER_WORKER`), when the feature is compiled in.
+    #[cfg(feature = "cluster")]
+    crate::cluster::run_if_requested();
     let Some(value) = std::env::var_os(ENV) else {
         // Not a worker: take the program's identity now, at start-up, before the program can
         // replace its own file on disk (where the identity is the file's).

@@ -1,0 +1,195 @@
+//! The messages a cluster client and its workers exchange, postcard-encoded behind a
+//! four-byte tag (three letters and a protocol version), so a message from another program or
+//! another version is recognised and rejected rather than misread.
+//!
+//! - A [`Task`] travels on the image's task subject, through the JetStream work queue.
+//! - A [`Reply`] travels back on core NATS to the client's own subject: [`Reply::Started`]
+//!   when a worker begins the task, then [`Reply::Done`] with the encoded outcomes or
+//!   [`Reply::Failed`]. Both carry the JetStream ack subject of the delivery, which the client
+//!   acknowledges once it holds the answer.
+//! - A [`Presence`] answers a client's request on the workers' subject.
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::protocol::Bytes;
+
+/// The tag of a task message, version 1.
+pub(crate) const TASK_TAG: [u8; 4] = *b"PPT\x01";
+/// The tag of a reply message, version 1.
+pub(crate) const REPLY_TAG: [u8; 4] = *b"PPR\x01";
+
+/// One task: a `submit` call or a `map` chunk. On the wire it follows the tag and the task's
+/// number (8 bytes, little-endian), which the client writes in last (see [`set_task_id`]), so
+/// the task can be encoded on the caller's thread before the number is known.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Task<'a> {
+    /// The full identity hash of the client's image (see [`super::subjects::Names::image`]).
+    pub image: u64,
+    /// The subject the replies go to.
+    pub reply_to: &'a str,
+    /// Offset of the `TaskFn` trampoline from the image marker.
+    pub trampoline: u64,
+    /// Offset of the user's function from the marker.
+    pub func: u64,
+    /// How many deliveries the task may have before it is given up.
+    pub max_attempts: u32,
+    /// The client's lease in milliseconds: the worker renews well within it.
+    pub lease_ms: u64,
+    /// The encoded arguments (`Job::encode_args`).
+    #[serde(borrow)]
+    pub args: Bytes<'a>,
+}
+
+/// Why a worker gave a task back as failed.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The task was delivered more than `max_attempts` times: the earlier holders died.
+    Exhausted {
+        /// Deliveries so far.
+        attempts: u32,
+    },
+    /// The arguments did not decode, or the result was too large to send back.
+    Error(String),
+}
+
+/// A worker's message to a client.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum Reply<'a> {
+    /// The worker started task `id`; it can no longer be cancelled.
+    Started {
+        /// The task.
+        id: u64,
+        /// `host:pid` of the worker.
+        worker: &'a str,
+    },
+    /// Task `id` finished: its encoded outcomes (`TaskFn::invoke`'s output).
+    Done {
+        /// The task.
+        id: u64,
+        /// The ack subject of the delivery.
+        ack: &'a str,
+        /// The encoded outcomes.
+        #[serde(borrow)]
+        outcome: Bytes<'a>,
+    },
+    /// Task `id` cannot be run (and has been removed from the queue).
+    Failed {
+        /// The task.
+        id: u64,
+        /// The ack subject of the delivery (already terminated by the worker).
+        ack: &'a str,
+        /// `host:pid` of the worker.
+        worker: &'a str,
+        /// Why.
+        failure: Failure,
+    },
+}
+
+/// A worker's answer to a presence request.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Presence<'a> {
+    /// `host:pid`.
+    pub worker: &'a str,
+    /// How many tasks it runs at once.
+    pub slots: u32,
+    /// Whether it still takes work (false once it is draining for a signal).
+    pub pulling: bool,
+}
+
+/// A task message with number 0: tag, number, postcard body.
+pub(crate) fn encode_task(task: &Task<'_>) -> Result<Vec<u8>, String> {
+    let mut out = TASK_TAG.to_vec();
+    out.extend_from_slice(&[0; 8]);
+    postcard::to_extend(task, out).map_err(|e| e.to_string())
+}
+
+/// Writes the task's number into a message made by [`encode_task`].
+pub(crate) fn set_task_id(message: &mut [u8], id: u64) {
+    message[4..12].copy_from_slice(&id.to_le_bytes());
+}
+
+/// Reads a task message: its number and the task.
+pub(crate) fn decode_task(bytes: &[u8]) -> Result<(u64, Task<'_>), String> {
+    check_tag(TASK_TAG, bytes)?;
+    let Some((id, body)) = bytes[4..].split_first_chunk::<8>() else {
+        return Err(format!(
+            "a truncated primepool task ({} bytes)",
+            bytes.len()
+        ));
+    };
+    let task =
+        postcard::from_bytes(body).map_err(|e| format!("a malformed primepool message ({e})"))?;
+    Ok((u64::from_le_bytes(*id), task))
+}
+
+/// `tag` followed by the postcard encoding of `message`.
+pub(crate) fn encode<T: Serialize>(tag: [u8; 4], message: &T) -> Result<Vec<u8>, String> {
+    let out = tag.to_vec();
+    postcard::to_extend(message, out).map_err(|e| e.to_string())
+}
+
+/// Decodes a message that must start with `tag`; anything else is an error saying what it
+/// looked like.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(tag: [u8; 4], bytes: &'a [u8]) -> Result<T, String> {
+    check_tag(tag, bytes)?;
+    postcard::from_bytes(&bytes[4..]).map_err(|e| format!("a malformed primepool message ({e})"))
+}
+
+/// Checks that `bytes` start with `tag`, saying what they are otherwise.
+fn check_tag(tag: [u8; 4], bytes: &[u8]) -> Result<(), String> {
+    match bytes.split_at_checked(4) {
+        Some((head, _)) if head == tag => Ok(()),
+        Some((head, _)) if head[..3] == tag[..3] => Err(format!(
+            "a primepool message of protocol version {} (this program speaks {})",
+            head[3], tag[3]
+        )),
+        _ => Err(format!(
+            "not a primepool message ({} bytes starting {:02x?})",
+            bytes.len(),
+            &bytes[..bytes.len().min(8)]
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_and_a_reply_survive_the_trip_and_foreign_bytes_are_named() {
+        let task = Task {
+            image: 9,
+            reply_to: "primepool.x.client.y",
+            trampoline: 1,
+            func: 2,
+            max_attempts: 3,
+            lease_ms: 5000,
+            args: Bytes(&[1, 2, 3]),
+        };
+        let mut bytes = encode_task(&task).unwrap();
+        set_task_id(&mut bytes, 7);
+        assert_eq!(decode_task(&bytes).unwrap(), (7, task));
+        let reply = Reply::Done {
+            id: 7,
+            ack: "$JS.ACK.a",
+            outcome: Bytes(&[4]),
+        };
+        let reply_bytes = encode(REPLY_TAG, &reply).unwrap();
+        assert_eq!(decode::<Reply<'_>>(REPLY_TAG, &reply_bytes).unwrap(), reply);
+        assert!(decode_task(&reply_bytes).is_err(), "a reply is not a task");
+
+        let err = decode_task(b"hello world").unwrap_err();
+        assert!(err.contains("not a primepool message"), "{err}");
+        let err = decode_task(b"PPT\x09rest").unwrap_err();
+        assert!(err.contains("version 9"), "{err}");
+        let err = decode_task(b"PPT\x01\x01\x02").unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+        let err = decode_task(b"PPT\x01\0\0\0\0\0\0\0\0\xff\xff").unwrap_err();
+        assert!(err.contains("malformed"), "{err}");
+        assert!(decode_task(b"").is_err());
+        assert!(
+            decode::<Reply<'_>>(REPLY_TAG, &bytes).is_err(),
+            "a task is not a reply"
+        );
+    }
+}
