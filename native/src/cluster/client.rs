@@ -363,6 +363,11 @@ impl Connection {
     }
 
     fn on_published(&mut self, done: Published) {
+        log::debug!(
+            "primepool client: task {} published: {:?}",
+            done.id,
+            done.outcome
+        );
         match done.outcome {
             Ok(seq) => {
                 if let Some(task) = self.tasks.get_mut(&done.id) {
@@ -432,6 +437,7 @@ impl Connection {
                 return;
             }
         };
+        log::debug!("primepool client: {reply:?}");
         match reply {
             Reply::Started { id, worker } => {
                 let Some(task) = self.tasks.get_mut(&id) else {

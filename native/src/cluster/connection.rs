@@ -113,18 +113,31 @@ pub(crate) async fn ensure_queue(
             names.stream
         ))
     };
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: names.stream.clone(),
-            subjects: vec![names.tasks.clone()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            description: Some("primepool tasks for one program image".into()),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| no_jetstream(&e))?;
+    let config = stream::Config {
+        name: names.stream.clone(),
+        subjects: vec![names.tasks.clone()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        description: Some("primepool tasks for one program image".into()),
+        ..Default::default()
+    };
+    // Clients and workers of one image may all set the queue up at once: a create that loses
+    // that race ("already in use", "subjects overlap") finds the winner's stream next time.
+    let mut attempts = 0;
+    let stream = loop {
+        attempts += 1;
+        match js.get_stream(&names.stream).await {
+            Ok(stream) => break stream,
+            Err(e) if attempts > 3 => return Err(no_jetstream(&e)),
+            Err(_) => {}
+        }
+        match js.create_stream(config.clone()).await {
+            Ok(stream) => break stream,
+            Err(e) if attempts > 3 => return Err(no_jetstream(&e)),
+            Err(e) => log::debug!("primepool: creating {} raced: {e}", names.stream),
+        }
+    };
     let wanted = consumer::pull::Config {
         durable_name: Some(names.consumer.to_string()),
         description: Some("primepool workers".into()),
@@ -136,18 +149,33 @@ pub(crate) async fn ensure_queue(
         max_ack_pending: MAX_ACK_PENDING,
         ..Default::default()
     };
-    match lease {
-        // A client: create the consumer, or bring the lease of an existing one to ours (a
-        // create without the 2.10 `action` field creates or updates, on 2.9 and later alike).
-        Some(_) => js
-            .create_consumer_on_stream(wanted, names.stream.as_str())
-            .await
-            .map_err(|e| no_jetstream(&e)),
-        // A worker: take the queue as it is.
-        None => stream
-            .get_or_create_consumer(names.consumer, wanted)
-            .await
-            .map_err(|e| no_jetstream(&e)),
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let made = match lease {
+            // A client: create the consumer, or bring the lease of an existing one to ours (a
+            // create without the 2.10 `action` field creates or updates, on 2.9 and later).
+            Some(_) => js
+                .create_consumer_on_stream(wanted.clone(), names.stream.as_str())
+                .await
+                .map_err(|e| no_jetstream(&e)),
+            // A worker: take the queue as it is, or make it.
+            None => match stream.get_consumer(names.consumer).await {
+                Ok(consumer) => Ok(consumer),
+                Err(_) => stream
+                    .create_consumer(wanted.clone())
+                    .await
+                    .map_err(|e| no_jetstream(&e)),
+            },
+        };
+        match made {
+            Ok(consumer) => return Ok(consumer),
+            Err(e) if attempts > 3 => return Err(e),
+            Err(e) => {
+                log::debug!("primepool: setting up the consumer raced: {e}");
+                tokio::time::sleep(Duration::from_millis(20 * attempts)).await;
+            }
+        }
     }
 }
 

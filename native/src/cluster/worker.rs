@@ -193,12 +193,16 @@ async fn serve(url: &str, slots: usize, access: Access) -> Result<(), Error> {
     };
     let mut pulling = true;
     let mut batch: Option<jetstream::consumer::pull::Batch> = None;
+    let mut pulled_at = Instant::now();
+    let mut consumer = consumer;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if pulling && batch.is_none() {
             let room = worker.wanted().saturating_sub(worker.held.len());
             if room > 0 {
+                log::debug!("primepool worker {}: pulling {room}", worker.me);
+                pulled_at = Instant::now();
                 batch = worker.pull(&consumer, room).await;
             }
         }
@@ -216,7 +220,14 @@ async fn serve(url: &str, slots: usize, access: Access) -> Result<(), Error> {
                     // A server-side refusal (e.g. leadership change): do not spin.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                None => batch = None,
+                None => {
+                    log::debug!("primepool worker {}: pull ended", worker.me);
+                    batch = None;
+                    if pulled_at.elapsed() > PULL_EXPIRES * 2 {
+                        let info = consumer.info().await.map(|i| format!("{i:?}"));
+                        log::debug!("primepool worker {}: no answer; consumer {info:?}", worker.me);
+                    }
+                }
             },
             Some(request) = presence.next() => worker.present(request, pulling).await,
             _ = tick.tick() => worker.renew().await,
@@ -341,6 +352,10 @@ impl Worker {
             .await;
             return;
         }
+        log::debug!(
+            "primepool worker {}: received task {id} (delivery {delivered})",
+            self.me
+        );
         let lease = Duration::from_millis(task.lease_ms.max(100)).min(self.server_lease);
         let key = self.next_key;
         self.next_key += 1;
@@ -398,6 +413,7 @@ impl Worker {
             Some(average) => (average * 7 + done.took) / 8,
         });
         if let Some(held) = self.held.remove(&done.key) {
+            log::debug!("primepool worker {}: finished task {}", self.me, held.id);
             let message = match &done.outcome {
                 Ok(outcome) => {
                     let reply = Reply::Done {

@@ -45,7 +45,31 @@ pub const STARTUP: Duration = Duration::from_secs(60);
 #[test]
 #[ignore = "the entry point of cluster worker processes, started by the cluster tests"]
 fn cluster_worker_entry() {
+    init_log();
     primepool::run_worker_if_requested();
+}
+
+/// With `PRIMEPOOL_TEST_LOG` set, the library's log lines go to standard error (in the test
+/// process and in its workers), for investigating a failure.
+pub fn init_log() {
+    struct Stderr;
+    impl log::Log for Stderr {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            eprintln!(
+                "[{} {:?}] {}",
+                record.level(),
+                std::time::SystemTime::now(),
+                record.args()
+            );
+        }
+        fn flush(&self) {}
+    }
+    if std::env::var_os("PRIMEPOOL_TEST_LOG").is_some() && log::set_logger(&Stderr).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
 }
 
 /// The `nats-server` binary to run, or why there is none.
@@ -295,6 +319,7 @@ pub struct Cluster {
 impl Cluster {
     /// A server and `workers` workers with `slots` slots each.
     pub fn start(workers: usize, slots: usize) -> Cluster {
+        init_log();
         let server = NatsServer::start();
         let workers = (0..workers)
             .map(|_| Worker::spawn(&server.url(), slots))
