@@ -143,11 +143,16 @@ pub use primepool_core::{
     Unfinished, Value, Waited, WorkerId,
 };
 
+// Inlined, so the front page lists the pools beside the rest of what a user names.
 #[cfg(all(unix, feature = "cluster"))]
+#[doc(inline)]
 pub use cluster::ClusterExecutor;
 #[cfg(unix)]
+#[doc(inline)]
 pub use process::{run_worker_if_requested, ProcessPoolBuilder, ProcessPoolExecutor};
+#[doc(inline)]
 pub use rayon_pool::{RayonBuilder, RayonExecutor};
+#[doc(inline)]
 pub use thread::{ThreadPoolBuilder, ThreadPoolExecutor};
 
 /// Call this first thing in `main`. The process pool exists only on Unix, so elsewhere there
