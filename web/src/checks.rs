@@ -185,13 +185,20 @@ async fn shutdown_with_cancel_resolves_every_future() -> Check {
         futures.push(f);
     }
     pool.shutdown(true, true);
+    let mut cancelled = 0;
     for f in futures {
         let outcome = f.await;
         ensure!(
             matches!(outcome, Ok(10) | Err(Error::Cancelled)),
             "{outcome:?}"
         );
+        cancelled += usize::from(outcome == Err(Error::Cancelled));
     }
+    // A worker holds one job at a time: at least 19 of the 20 were still queued.
+    ensure!(
+        cancelled >= 10,
+        "only {cancelled} of 20 queued tasks were cancelled"
+    );
     ensure!(
         resolved.load(Ordering::SeqCst) == 20,
         "a done-callback did not run"
