@@ -132,6 +132,9 @@ pub enum Backend {
     Rayon,
     /// `ProcessPoolExecutor`: worker processes.
     Processes,
+    /// `ClusterExecutor`: workers connected through a NATS JetStream server (`--connect`, or
+    /// a local server and `--workers` worker processes started for the run).
+    Cluster,
 }
 
 impl Backend {
@@ -142,6 +145,7 @@ impl Backend {
             Backend::Threads => "threads",
             Backend::Rayon => "rayon",
             Backend::Processes => "processes",
+            Backend::Cluster => "cluster",
         }
     }
 }

@@ -8,7 +8,12 @@ use primepool::{
 use super::args::Backend;
 
 /// Builds the executor for `backend` with `workers` workers (the serial backend always has one).
-pub fn make_executor(backend: Backend, workers: usize) -> Result<Box<dyn Executor>, Error> {
+/// The cluster backend connects to `cluster` (a server URL), whose workers run the tasks.
+pub fn make_executor(
+    backend: Backend,
+    workers: usize,
+    cluster: Option<&str>,
+) -> Result<Box<dyn Executor>, Error> {
     if workers == 0 {
         return Err(Error::invalid("max_workers must be at least 1"));
     }
@@ -17,6 +22,12 @@ pub fn make_executor(backend: Backend, workers: usize) -> Result<Box<dyn Executo
         Backend::Threads => Ok(Box::new(ThreadPoolExecutor::new(workers)?)),
         Backend::Rayon => Ok(Box::new(RayonExecutor::new(workers)?)),
         Backend::Processes => Ok(Box::new(ProcessPoolExecutor::new(workers)?)),
+        Backend::Cluster => match cluster {
+            Some(url) => Ok(Box::new(super::cluster::connect(url)?)),
+            None => Err(Error::invalid(
+                "the cluster backend needs a server URL (--connect)",
+            )),
+        },
     }
 }
 

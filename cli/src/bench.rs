@@ -29,6 +29,8 @@ pub struct BenchConfig {
     pub repeat: usize,
     /// Inputs per `map` job; `None`: the executor's automatic choice.
     pub chunksize: Option<usize>,
+    /// The server URL the cluster backend connects to (when it is among the backends).
+    pub cluster_url: Option<String>,
 }
 
 impl BenchConfig {
@@ -140,7 +142,10 @@ fn run_once(
     };
     let f = config.workload.function();
     let start = Instant::now();
-    let executor: Arc<dyn Executor> = make_executor(backend, config.workers).map_err(fail)?.into();
+    let executor: Arc<dyn Executor> =
+        make_executor(backend, config.workers, config.cluster_url.as_deref())
+            .map_err(fail)?
+            .into();
     interrupt.watch_executor(&executor);
     // Progress is counted by done-callbacks, so it moves as tasks finish on the workers; with
     // no terminal to draw on, no callback is attached and the timing carries no extra cost.
@@ -361,6 +366,7 @@ mod tests {
             workers: 2,
             repeat: 2,
             chunksize: None,
+            cluster_url: None,
         };
         let measured = run(&config, &ProgressBar::hidden(), &Interrupt::default()).unwrap();
         assert_eq!(measured.len(), 1);

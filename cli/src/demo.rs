@@ -30,7 +30,7 @@ pub fn run() -> Result<(), Error> {
 
     println!("\n== scoped form: leaving the block waits for the tasks ==");
     let pids = {
-        let executor = make_executor(Backend::Processes, 2)?;
+        let executor = make_executor(Backend::Processes, 2, None)?;
         let first = executor.submit(task, ())?;
         let second = executor.submit(task, ())?;
         [first, second]
@@ -44,7 +44,7 @@ pub fn run() -> Result<(), Error> {
 /// The first program: no explicit shutdown. As Python waits for the pool's tasks at exit, the
 /// pool waits for them when it goes out of scope at the end of this function.
 fn constructor_form() -> Result<(), Error> {
-    let executor = make_executor(Backend::Processes, 2)?;
+    let executor = make_executor(Backend::Processes, 2, None)?;
     let first = executor.submit(task, ())?;
     let second = executor.submit(task, ())?;
     report([first, second])

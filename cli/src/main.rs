@@ -7,6 +7,7 @@
 mod args;
 mod backend;
 mod bench;
+mod cluster;
 mod count;
 mod demo;
 mod interrupt;
@@ -45,7 +46,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compare serial, thread, rayon and process pools on a CPU-bound workload.
+    /// Compare serial, thread, rayon, process pools and the cluster on a CPU-bound workload.
     Bench(BenchArgs),
     /// Print one workload value.
     Count(CountArgs),
@@ -53,6 +54,9 @@ enum Command {
     Demo,
     /// Serve the web page with the headers it needs (COOP/COEP), on 127.0.0.1.
     Serve(ServeArgs),
+    /// Run tasks for `ClusterExecutor` clients of this same program, through a NATS JetStream
+    /// server; SIGTERM or Ctrl-C: stop pulling, finish the tasks held, exit 0.
+    Worker(WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +73,8 @@ struct BenchArgs {
     #[arg(long, value_enum, default_value = "map")]
     mode: Mode,
 
-    /// Comma-separated backends; serial always runs first as the baseline.
+    /// Comma-separated backends (serial, threads, rayon, processes, cluster); serial always
+    /// runs first as the baseline.
     #[arg(
         long,
         value_enum,
@@ -79,9 +84,24 @@ struct BenchArgs {
     )]
     backends: Vec<Backend>,
 
-    /// Workers per pool.
+    /// Workers per pool. For the cluster with --connect: wait until this many are connected.
     #[arg(long, value_name = "N", default_value = "4", value_parser = args::parse_workers)]
     workers: usize,
+
+    /// The cluster backend's NATS server (nats://HOST:PORT), with workers already running
+    /// (`primepool worker --connect URL`). Without it the cluster backend starts a local
+    /// `nats-server -js` and --workers worker processes, and stops them afterwards.
+    #[arg(long, value_name = "URL")]
+    connect: Option<String>,
+
+    /// With --connect: how long to wait for --workers workers to be connected.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = args::parse_positive)]
+    wait_workers: usize,
+
+    /// The nats-server binary the local cluster runs [default: $PRIMEPOOL_NATS_SERVER, else
+    /// the first on PATH, in /usr/local/bin or in /usr/sbin].
+    #[arg(long, value_name = "PATH")]
+    nats_server: Option<PathBuf>,
 
     /// Timings per backend (the table shows min, median and max); runs are interleaved.
     #[arg(long, value_name = "K", default_value = "3", value_parser = args::parse_positive)]
@@ -98,6 +118,17 @@ struct BenchArgs {
     /// Also write the comparison as an SVG chart.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// The NATS server (nats://HOST:PORT) the clients submit to.
+    #[arg(long, value_name = "URL")]
+    connect: String,
+
+    /// Tasks run at once [default: the host's CPUs].
+    #[arg(long, value_name = "N", value_parser = args::parse_workers)]
+    slots: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -139,8 +170,43 @@ fn main() -> ExitCode {
             Err(e) => fail(&format!("the demo failed: {e}"), EXIT_FAILED),
         },
         Command::Serve(args) => serve_command(args),
+        Command::Worker(args) => worker_command(&args),
     }
 }
+
+fn worker_command(args: &WorkerArgs) -> ExitCode {
+    let slots = args
+        .slots
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    match primepool::cluster::run_worker(&args.connect, slots) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(
+            &format!("the worker for {} failed: {e}", args.connect),
+            EXIT_FAILED,
+        ),
+    }
+}
+
+/// Where the cluster backend's server is: the one given with `--connect` (after its workers
+/// are counted), or a local one started for this run (kept alive by the returned guard).
+fn cluster_for_bench(args: &BenchArgs) -> Result<(String, Option<cluster::LocalCluster>), String> {
+    let wait = std::time::Duration::from_secs(args.wait_workers as u64);
+    match &args.connect {
+        Some(url) => {
+            cluster::wait_for_workers(url, args.workers, wait)?;
+            Ok((url.clone(), None))
+        }
+        None => {
+            let local = cluster::LocalCluster::start(args.nats_server.as_deref(), args.workers)?;
+            let url = local.url().to_owned();
+            cluster::wait_for_workers(&url, args.workers, wait.max(LOCAL_WORKERS_START))?;
+            Ok((url, Some(local)))
+        }
+    }
+}
+
+/// How long locally started workers may take to connect.
+const LOCAL_WORKERS_START: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Logs to stderr at the level `-v` asks for; `RUST_LOG` refines or overrides it.
 fn init_logging(verbose: u8) {
@@ -163,14 +229,24 @@ fn fail(message: &str, status: u8) -> ExitCode {
 }
 
 fn bench_command(args: BenchArgs) -> ExitCode {
+    let backends = BenchConfig::normalise_backends(&args.backends);
+    let (cluster_url, _local_cluster) = if backends.contains(&args::Backend::Cluster) {
+        match cluster_for_bench(&args) {
+            Ok((url, local)) => (Some(url), local),
+            Err(e) => return fail(&format!("the cluster backend: {e}"), EXIT_FAILED),
+        }
+    } else {
+        (None, None)
+    };
     let config = BenchConfig {
         workload: Workload::from(args.workload),
         mode: args.mode,
         values: args.values,
-        backends: BenchConfig::normalise_backends(&args.backends),
+        backends,
         workers: args.workers,
         repeat: args.repeat,
         chunksize: args.chunksize,
+        cluster_url,
     };
     let interrupt = match Interrupt::install() {
         Ok(interrupt) => interrupt,

@@ -257,6 +257,7 @@ mod tests {
             workers: 2,
             repeat: 1,
             chunksize: None,
+            cluster_url: None,
         }
     }
 
