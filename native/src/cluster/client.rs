@@ -157,6 +157,7 @@ impl Shared {
         };
         let args = job.encode_args()?;
         let (trampoline, func) = task_fn.to_raw();
+        image::check_shippable(trampoline, func)?;
         let task = Task {
             image: self.config.names.image,
             reply_to: &self.config.reply_subject,

@@ -122,10 +122,13 @@ pub(crate) async fn ensure_queue(
         description: Some("primepool tasks for one program image".into()),
         ..Default::default()
     };
-    // Clients and workers of one image may all set the queue up at once: a create that loses
-    // that race ("already in use", "subjects overlap") finds the winner's stream next time.
+    if lease.is_none() {
+        return worker_queue(js, names).await;
+    }
+    // Clients of one image may set the queue up at once: a create that loses that race
+    // ("already in use", "subjects overlap") finds the winner's stream next time.
     let mut attempts = 0;
-    let stream = loop {
+    let _stream = loop {
         attempts += 1;
         match js.get_stream(&names.stream).await {
             Ok(stream) => break stream,
@@ -152,22 +155,12 @@ pub(crate) async fn ensure_queue(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let made = match lease {
-            // A client: create the consumer, or bring the lease of an existing one to ours (a
-            // create without the 2.10 `action` field creates or updates, on 2.9 and later).
-            Some(_) => js
-                .create_consumer_on_stream(wanted.clone(), names.stream.as_str())
-                .await
-                .map_err(|e| no_jetstream(&e)),
-            // A worker: take the queue as it is, or make it.
-            None => match stream.get_consumer(names.consumer).await {
-                Ok(consumer) => Ok(consumer),
-                Err(_) => stream
-                    .create_consumer(wanted.clone())
-                    .await
-                    .map_err(|e| no_jetstream(&e)),
-            },
-        };
+        // Create the consumer, or bring the lease of an existing one to ours (a create without
+        // the 2.10 `action` field creates or updates, on 2.9 and later).
+        let made = js
+            .create_consumer_on_stream(wanted.clone(), names.stream.as_str())
+            .await
+            .map_err(|e| no_jetstream(&e));
         match made {
             Ok(consumer) => return Ok(consumer),
             Err(e) if attempts > 3 => return Err(e),
@@ -176,6 +169,31 @@ pub(crate) async fn ensure_queue(
                 tokio::time::sleep(Duration::from_millis(20 * attempts)).await;
             }
         }
+    }
+}
+
+/// A worker's view of the queue: it waits until a client has made the stream and the consumer
+/// (only clients make them: a 2.9 server that gets a stream created twice at once can leave the
+/// consumer deaf to pull requests).
+async fn worker_queue(
+    js: &jetstream::Context,
+    names: &Names,
+) -> Result<consumer::PullConsumer, Error> {
+    let mut said = false;
+    loop {
+        if let Ok(stream) = js.get_stream(&names.stream).await {
+            if let Ok(consumer) = stream.get_consumer(names.consumer).await {
+                return Ok(consumer);
+            }
+        }
+        if !said {
+            said = true;
+            log::info!(
+                "primepool worker: waiting for a client of this program to create {}",
+                names.stream
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

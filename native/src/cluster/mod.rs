@@ -111,6 +111,12 @@ impl ClusterExecutor {
         ClusterBuilder::default()
     }
 
+    /// The subject this program image's tasks are published on (`primepool.<hash>.tasks`, in
+    /// the stream `PRIMEPOOL_<hash>`), for looking at the queue with NATS's own tools.
+    pub fn task_subject(&self) -> &str {
+        &self.shared.config.names.tasks
+    }
+
     /// How many workers of this program image are connected and taking work now. It asks them
     /// and collects the answers, which takes from about 100 ms (answers come, then a pause)
     /// to half a second (nobody answers).

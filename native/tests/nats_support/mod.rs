@@ -201,6 +201,7 @@ impl NatsServer {
             .arg(self.store.path().join("store"))
             .arg("-l")
             .arg(&log)
+            .args(std::env::var_os("PRIMEPOOL_TEST_NATS_TRACE").map(|_| "-DV"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -231,6 +232,13 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = std::env::var_os("PRIMEPOOL_TEST_NATS_TRACE") {
+            for n in 1..=self.starts {
+                let from = self.store.path().join(format!("server-{n}.log"));
+                let to = Path::new(&dir).join(format!("nats-{}-{n}.log", self.port));
+                let _ = std::fs::copy(from, to);
+            }
+        }
     }
 }
 
@@ -255,7 +263,22 @@ impl Worker {
     /// [`spawn`](Self::spawn) with extra environment.
     pub fn spawn_with(url: &str, slots: usize, env: &[(&str, &str)]) -> Worker {
         let exe = std::env::current_exe().expect("the test binary's path");
-        let mut command = Command::new(exe);
+        Worker::spawn_program(&exe, url, slots, env, None)
+    }
+
+    /// A worker running `program` (a copy of this test binary), its standard error going to
+    /// `stderr` when given.
+    pub fn spawn_program(
+        program: &Path,
+        url: &str,
+        slots: usize,
+        env: &[(&str, &str)],
+        stderr: Option<&Path>,
+    ) -> Worker {
+        let mut command = Command::new(program);
+        if let Some(path) = stderr {
+            command.stderr(std::fs::File::create(path).expect("a file for the worker's stderr"));
+        }
         command
             .args(WORKER_ARGS)
             .env("PRIMEPOOL_CLUSTER_WORKER", url)
@@ -266,6 +289,11 @@ impl Worker {
         Worker {
             child: Some(command.spawn().expect("starting a cluster worker")),
         }
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 
     /// Its process id.
@@ -390,6 +418,39 @@ impl Executor for WithCluster {
     fn auto_chunks(&self, items: usize) -> Vec<usize> {
         self.pool.auto_chunks(items)
     }
+}
+
+/// A copy of this test binary that is a *different program image*: the same code, but its
+/// GNU build-id changed (or, without one, another file, which is what the identity then
+/// names). Its workers serve another queue.
+pub fn foreign_build(dir: &Path) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut bytes = std::fs::read(&exe).expect("reading the test binary");
+    // An ELF note: name size 4, descriptor size n, type 3 (NT_GNU_BUILD_ID), "GNU\0", id.
+    let header = |n: u32| {
+        let mut h = Vec::new();
+        h.extend_from_slice(&4u32.to_ne_bytes());
+        h.extend_from_slice(&n.to_ne_bytes());
+        h.extend_from_slice(&3u32.to_ne_bytes());
+        h.extend_from_slice(b"GNU\0");
+        h
+    };
+    for n in [20u32, 16, 32, 8] {
+        let needle = header(n);
+        if let Some(at) = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_slice())
+        {
+            let id = at + needle.len();
+            bytes[id] ^= 0xff;
+            break;
+        }
+    }
+    let copy = dir.join("foreign-build");
+    std::fs::write(&copy, &bytes).expect("writing the foreign build");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    copy
 }
 
 /// Reads a file to a string, empty if it cannot be read.
