@@ -7,6 +7,8 @@ use crate::util::{cargo, run};
 /// builds, and the browser test.
 pub fn run_all() -> Result<(), String> {
     install::rustup_target(None, "wasm32-unknown-unknown")?;
+    // The cluster tests start their own `nats-server -js`.
+    install::nats_server()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",

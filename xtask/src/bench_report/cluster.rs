@@ -128,16 +128,13 @@ fn dask_python(target: &Path) -> Result<PathBuf, String> {
     if installed {
         return Ok(python);
     }
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    run(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        &format!("distributed=={DASK_VERSION}"),
-        &format!("dask=={DASK_VERSION}"),
-    ]))?;
-    Ok(python)
+    crate::install::python_venv(
+        &venv,
+        &[
+            &format!("distributed=={DASK_VERSION}"),
+            &format!("dask=={DASK_VERSION}"),
+        ],
+    )
 }
 
 /// Runs `bench/dask_bench.py` and reads its JSON.
