@@ -283,7 +283,11 @@ pub(crate) async fn run(
             _ = tick.tick() => me.check_deadline(),
         }
     }
-    let _ = me.client.flush().await;
+    // A flush waits for the server, which may be gone for good: only with a live connection,
+    // and bounded, so a client whose server never came back still stops (and its drop returns).
+    if me.disconnected_since.is_none() {
+        let _ = tokio::time::timeout(me.shared.config.reconnect_deadline, me.client.flush()).await;
+    }
 }
 
 impl Connection {
