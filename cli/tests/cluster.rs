@@ -5,19 +5,15 @@
 
 #[path = "../../native/tests/nats_support/mod.rs"]
 mod nats_support;
+mod support;
 
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use assert_cmd::Command;
 use serde_json::Value;
 
-fn primepool() -> Command {
-    let mut cmd = Command::cargo_bin("primepool").unwrap();
-    cmd.timeout(Duration::from_secs(240));
-    cmd
-}
+use support::{bench_json, outputs, primepool, reference_seed_outputs};
 
 /// A `primepool worker --connect URL --slots 1` process.
 fn worker(url: &str) -> Child {
@@ -44,19 +40,8 @@ fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitS
     None
 }
 
-/// CPython's outputs of the source's function on 9900..=9999.
-fn cpython_seed_outputs() -> Vec<u64> {
-    include_str!("../../core/tests/seed_9900_9999.txt")
-        .trim()
-        .trim_matches(['[', ']'])
-        .split(',')
-        .map(|s| s.trim().parse().unwrap())
-        .collect()
-}
-
 /// Checks a successful `bench --json` run: serial then cluster, outputs equal to CPython's.
-fn check_cluster_report(stdout: &[u8]) {
-    let json: Value = serde_json::from_slice(stdout).expect("one JSON document");
+fn check_cluster_report(json: &Value) {
     assert_eq!(json["outputs_agree"], true);
     let results = json["results"].as_array().unwrap();
     let names: Vec<&str> = results
@@ -64,13 +49,7 @@ fn check_cluster_report(stdout: &[u8]) {
         .map(|r| r["backend"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["serial", "cluster"]);
-    let outputs: Vec<u64> = results[1]["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
-    assert_eq!(outputs, cpython_seed_outputs()[80..]);
+    assert_eq!(outputs(&results[1]), reference_seed_outputs()[80..]);
 }
 
 /// Runs `primepool ARGS`, expects a failure within the command's time-out, and returns stderr.
@@ -95,17 +74,16 @@ fn clear_failure(args: &[&str]) -> String {
 
 #[test]
 fn bench_starts_a_local_server_and_workers_and_matches_serial() {
-    let output = primepool()
-        .args(["bench", "--json", "--backends", "cluster", "--workers", "2"])
-        .args(["--values", "9980..10000", "--repeat", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    check_cluster_report(&output.stdout);
+    check_cluster_report(&bench_json(&[
+        "--backends",
+        "cluster",
+        "--workers",
+        "2",
+        "--values",
+        "9980..10000",
+        "--repeat",
+        "2",
+    ]));
 }
 
 #[test]
@@ -113,24 +91,18 @@ fn bench_connects_to_running_workers_and_they_stop_cleanly_on_sigterm() {
     let server = nats_support::NatsServer::start();
     let url = server.url();
     let mut workers = [worker(&url), worker(&url)];
-    let output = primepool()
-        .args(["bench", "--json", "--backends", "cluster", "--workers", "2"])
-        .args([
-            "--connect",
-            &url,
-            "--values",
-            "9980..10000",
-            "--repeat",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    check_cluster_report(&output.stdout);
+    check_cluster_report(&bench_json(&[
+        "--backends",
+        "cluster",
+        "--workers",
+        "2",
+        "--connect",
+        &url,
+        "--values",
+        "9980..10000",
+        "--repeat",
+        "2",
+    ]));
     for child in &mut workers {
         // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
         let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
