@@ -21,7 +21,7 @@ use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use crate::backend::Job;
 use crate::sync::{self, lock};
-use crate::thread::builder::{broken_by_initializer, initializer, run_initializer, Initializer};
+use crate::thread::builder::{broken_by_initializer, initializer, run_initializer, PoolOptions};
 use crate::{Error, Executor, InProcessExecutor};
 
 /// The prefix of worker thread names when none is given.
@@ -112,18 +112,13 @@ impl fmt::Debug for RayonExecutor {
 #[derive(Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RayonBuilder {
-    max_workers: Option<usize>,
-    thread_name_prefix: String,
-    initializer: Option<Initializer>,
+    /// The options the rayon and thread pools share.
+    options: PoolOptions,
 }
 
 impl fmt::Debug for RayonBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RayonBuilder")
-            .field("max_workers", &self.max_workers)
-            .field("thread_name_prefix", &self.thread_name_prefix)
-            .field("initializer", &self.initializer.is_some())
-            .finish()
+        self.options.debug(f, "RayonBuilder")
     }
 }
 
@@ -137,22 +132,20 @@ impl RayonBuilder {
     /// One thread per core (rayon's default), named `primepool-rayon_<index>`.
     pub fn new() -> Self {
         RayonBuilder {
-            max_workers: None,
-            thread_name_prefix: DEFAULT_THREAD_NAME_PREFIX.to_owned(),
-            initializer: None,
+            options: PoolOptions::new(DEFAULT_THREAD_NAME_PREFIX),
         }
     }
 
     /// The pool's thread count; zero is rejected by [`build`](Self::build).
     pub fn max_workers(mut self, max_workers: usize) -> Self {
-        self.max_workers = Some(max_workers);
+        self.options.max_workers = Some(max_workers);
         self
     }
 
     /// Threads are named `<prefix>_<index>`, so they can be told apart in a debugger or a
     /// profiler.
     pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.thread_name_prefix = prefix.into();
+        self.options.thread_name_prefix = prefix.into();
         self
     }
 
@@ -178,18 +171,16 @@ impl RayonBuilder {
         mut self,
         initializer: impl Fn() -> Result<(), E> + Send + Sync + 'static,
     ) -> Self {
-        self.initializer = Some(self::initializer(initializer));
+        self.options.initializer = Some(self::initializer(initializer));
         self
     }
 
     /// Starts the pool's threads (rayon starts them all at once).
     pub fn build(self) -> Result<RayonExecutor, Error> {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
-        let max_workers = match self.max_workers {
-            Some(0) => return Err(Error::invalid("max_workers must be at least 1")),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+        let max_workers = self
+            .options
+            .worker_count(|| std::thread::available_parallelism().map_or(1, |n| n.get()))?;
         let (sender, receiver) = crossbeam_channel::unbounded();
         let backlog = Arc::new(Backlog {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -199,11 +190,11 @@ impl RayonBuilder {
             exited: Condvar::new(),
             broken: OnceLock::new(),
         });
-        let prefix = self.thread_name_prefix;
+        let prefix = self.options.thread_name_prefix;
         let id = backlog.id;
         let on_exit = Arc::clone(&backlog);
         let on_start = Arc::clone(&backlog);
-        let init = self.initializer;
+        let init = self.options.initializer;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(max_workers)
             .thread_name(move |index| format!("{prefix}_{index}"))

@@ -30,6 +30,46 @@ pub(crate) fn initializer<E: fmt::Display>(
     Arc::new(move || initializer().map_err(|e| e.to_string()))
 }
 
+/// The options the thread pool and the rayon pool share (Python's constructor options), held
+/// by [`ThreadPoolBuilder`] and [`RayonBuilder`](crate::RayonBuilder) alike.
+#[derive(Clone)]
+pub(crate) struct PoolOptions {
+    /// The thread count asked for; `None`: the pool's own default.
+    pub(crate) max_workers: Option<usize>,
+    /// Threads are named `<prefix>_<index>`.
+    pub(crate) thread_name_prefix: String,
+    /// Runs once in each thread before its first task.
+    pub(crate) initializer: Option<Initializer>,
+}
+
+impl PoolOptions {
+    /// No worker count, no initializer, threads named after `default_prefix`.
+    pub(crate) fn new(default_prefix: &str) -> Self {
+        PoolOptions {
+            max_workers: None,
+            thread_name_prefix: default_prefix.to_owned(),
+            initializer: None,
+        }
+    }
+
+    /// The thread count: the one asked for, else `default()`; zero is an invalid argument.
+    pub(crate) fn worker_count(&self, default: impl FnOnce() -> usize) -> Result<usize, Error> {
+        match self.max_workers.unwrap_or_else(default) {
+            0 => Err(Error::invalid("max_workers must be at least 1")),
+            n => Ok(n),
+        }
+    }
+
+    /// The builder's `Debug` form under its own name (the initializer shown as present or not).
+    pub(crate) fn debug(&self, f: &mut fmt::Formatter<'_>, builder: &str) -> fmt::Result {
+        f.debug_struct(builder)
+            .field("max_workers", &self.max_workers)
+            .field("thread_name_prefix", &self.thread_name_prefix)
+            .field("initializer", &self.initializer.is_some())
+            .finish()
+    }
+}
+
 /// The prefix of worker thread names when none is given.
 pub const DEFAULT_THREAD_NAME_PREFIX: &str = "primepool-thread";
 
@@ -59,18 +99,13 @@ pub fn default_max_workers() -> usize {
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ThreadPoolBuilder {
-    pub(crate) max_workers: Option<usize>,
-    pub(crate) thread_name_prefix: String,
-    pub(crate) initializer: Option<Initializer>,
+    /// The options the thread and rayon pools share.
+    pub(crate) options: PoolOptions,
 }
 
 impl fmt::Debug for ThreadPoolBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ThreadPoolBuilder")
-            .field("max_workers", &self.max_workers)
-            .field("thread_name_prefix", &self.thread_name_prefix)
-            .field("initializer", &self.initializer.is_some())
-            .finish()
+        self.options.debug(f, "ThreadPoolBuilder")
     }
 }
 
@@ -85,22 +120,20 @@ impl ThreadPoolBuilder {
     /// `primepool-thread_<index>`, no initializer.
     pub fn new() -> Self {
         ThreadPoolBuilder {
-            max_workers: None,
-            thread_name_prefix: DEFAULT_THREAD_NAME_PREFIX.to_owned(),
-            initializer: None,
+            options: PoolOptions::new(DEFAULT_THREAD_NAME_PREFIX),
         }
     }
 
     /// The most threads the pool starts; zero is rejected by [`build`](Self::build).
     pub fn max_workers(mut self, max_workers: usize) -> Self {
-        self.max_workers = Some(max_workers);
+        self.options.max_workers = Some(max_workers);
         self
     }
 
     /// Worker threads are named `<prefix>_<index>` (index from 0, in start order), so they can
     /// be told apart in a debugger, a profiler or a panic message.
     pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.thread_name_prefix = prefix.into();
+        self.options.thread_name_prefix = prefix.into();
         self
     }
 
@@ -111,12 +144,44 @@ impl ThreadPoolBuilder {
         mut self,
         initializer: impl Fn() -> Result<(), E> + Send + Sync + 'static,
     ) -> Self {
-        self.initializer = Some(self::initializer(initializer));
+        self.options.initializer = Some(self::initializer(initializer));
         self
     }
 
     /// Makes the pool. No thread starts until work arrives.
     pub fn build(self) -> Result<ThreadPoolExecutor, Error> {
         ThreadPoolExecutor::from_builder(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{RayonBuilder, ThreadPoolBuilder};
+
+    #[test]
+    fn both_builders_debug_their_shared_options_under_their_own_name() {
+        let threads = ThreadPoolBuilder::new()
+            .max_workers(3)
+            .thread_name_prefix("crawler")
+            .initializer(|| -> Result<(), String> { Ok(()) });
+        assert_eq!(
+            format!("{threads:?}"),
+            r#"ThreadPoolBuilder { max_workers: Some(3), thread_name_prefix: "crawler", initializer: true }"#
+        );
+        assert_eq!(
+            format!("{:?}", RayonBuilder::new()),
+            r#"RayonBuilder { max_workers: None, thread_name_prefix: "primepool-rayon", initializer: false }"#
+        );
+    }
+
+    #[test]
+    fn both_builders_refuse_zero_workers_alike() {
+        let threads = ThreadPoolBuilder::new().max_workers(0).build().unwrap_err();
+        let rayon = RayonBuilder::new().max_workers(0).build().unwrap_err();
+        assert_eq!(threads, rayon);
+        assert!(
+            matches!(threads, crate::Error::InvalidArgument(_)),
+            "{threads}"
+        );
     }
 }

@@ -66,12 +66,10 @@ impl ThreadPoolExecutor {
     }
 
     fn from_builder(builder: ThreadPoolBuilder) -> Result<Self, Error> {
-        let max_workers = builder.max_workers.unwrap_or_else(default_max_workers);
-        if max_workers == 0 {
-            return Err(Error::invalid("max_workers must be at least 1"));
-        }
+        let options = builder.options;
+        let max_workers = options.worker_count(default_max_workers)?;
         Ok(ThreadPoolExecutor {
-            registry: Registry::new(max_workers, builder.thread_name_prefix, builder.initializer),
+            registry: Registry::new(max_workers, options.thread_name_prefix, options.initializer),
         })
     }
 
