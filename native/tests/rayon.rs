@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use primepool::rayon_pool::DEFAULT_THREAD_NAME_PREFIX;
-use primepool::{Error, Executor, ExecutorExt, InProcessExecutor, MapOptions, RayonExecutor};
-use thread_support::{assert_broken_by, current_thread_name, eventually};
+use primepool::{Error, ExecutorExt, InProcessExecutor, MapOptions, RayonExecutor};
+use thread_support::{current_thread_name, eventually};
 
 mod conformance {
     primepool_core::conformance_tests!(|workers: usize| Box::new(
@@ -105,80 +105,29 @@ fn submit_racing_shutdown_never_loses_an_accepted_task() {
     thread_support::submit_races_shutdown(&|| Box::new(RayonExecutor::new(2).unwrap()), 200);
 }
 
+/// A pool of `workers` rayon threads running `initializer`: the shared checks' builder factory.
+fn with_initializer(workers: usize, initializer: thread_support::Initializer) -> RayonExecutor {
+    RayonExecutor::builder()
+        .max_workers(workers)
+        .initializer(move || initializer())
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn the_initializer_runs_once_in_each_thread_before_its_tasks() {
-    use std::sync::Arc;
-    let initialized: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen = Arc::clone(&initialized);
-    let pool = RayonExecutor::builder()
-        .max_workers(3)
-        .initializer(move || -> Result<(), String> {
-            seen.lock().unwrap().push(current_thread_name().unwrap());
-            Ok(())
-        })
-        .build()
-        .unwrap();
-    let futures: Vec<_> = (0..30)
-        .map(|_| {
-            let initialized = Arc::clone(&initialized);
-            pool.submit_closure(move || {
-                let me = current_thread_name().unwrap();
-                initialized.lock().unwrap().contains(&me)
-            })
-            .unwrap()
-        })
-        .collect();
-    for f in futures {
-        assert_eq!(
-            f.join(),
-            Ok(true),
-            "a task ran before its thread's initializer"
-        );
-    }
-    drop(pool);
-    let names: HashSet<String> = initialized.lock().unwrap().iter().cloned().collect();
-    assert_eq!(initialized.lock().unwrap().len(), 3, "one run per thread");
-    assert_eq!(names.len(), 3, "in three different threads");
+    let runs = thread_support::the_initializer_runs_once_in_each_thread_before_its_tasks(
+        &with_initializer,
+    );
+    assert_eq!(
+        runs, 3,
+        "rayon starts every thread, and each runs the initializer"
+    );
 }
 
 #[test]
 fn a_failing_or_panicking_initializer_breaks_the_pool_as_the_thread_pools_does() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let failing = RayonExecutor::builder()
-        .max_workers(2)
-        .initializer(|| Err("no database connection"))
-        .build()
-        .unwrap();
-    let panicking = RayonExecutor::builder()
-        .max_workers(2)
-        .initializer(|| -> Result<(), String> { panic!("no config file") })
-        .build()
-        .unwrap();
-    for (pool, cause) in [
-        (failing, "no database connection"),
-        (panicking, "it panicked: 'no config file'"),
-    ] {
-        let ran = Arc::new(AtomicBool::new(false));
-        for i in 0..10u32 {
-            let ran = Arc::clone(&ran);
-            let outcome = pool
-                .submit_closure(move || {
-                    ran.store(true, Ordering::SeqCst);
-                    i
-                })
-                .and_then(|f| f.result(Some(std::time::Duration::from_secs(60))));
-            assert_broken_by(outcome, cause);
-        }
-        assert!(!ran.load(Ordering::SeqCst), "a task ran on a broken pool");
-        let map = pool.map(|x: u32| x, 0..4);
-        match map {
-            Ok(results) => results.for_each(|r| assert_broken_by(r, cause)),
-            Err(e) => assert_broken_by(Err::<(), _>(e), cause),
-        }
-        pool.shutdown(true, false);
-        assert_broken_by(pool.submit_closure(|| 1), cause);
-    }
+    thread_support::a_failing_or_panicking_initializer_breaks_the_pool(&with_initializer);
 }
 
 #[test]

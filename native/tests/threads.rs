@@ -3,13 +3,13 @@
 
 mod thread_support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use primepool::thread::{default_max_workers, DEFAULT_THREAD_NAME_PREFIX};
 use primepool::{Error, Executor, InProcessExecutor, ThreadPoolExecutor};
-use thread_support::{assert_broken_by, current_thread_name, eventually, spin_us, LONG};
+use thread_support::{current_thread_name, eventually, LONG};
 
 mod conformance {
     primepool_core::conformance_tests!(|workers: usize| Box::new(
@@ -88,93 +88,27 @@ fn threads_are_named_with_the_prefix_and_their_index() {
     );
 }
 
+/// A pool of at most `workers` threads running `initializer`: the shared checks' builder
+/// factory.
+fn with_initializer(
+    workers: usize,
+    initializer: thread_support::Initializer,
+) -> ThreadPoolExecutor {
+    ThreadPoolExecutor::builder()
+        .max_workers(workers)
+        .initializer(move || initializer())
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn the_initializer_runs_once_in_each_worker_before_its_tasks() {
-    let initialized: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen = Arc::clone(&initialized);
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(3)
-        .initializer(move || -> Result<(), String> {
-            seen.lock().unwrap().push(current_thread_name().unwrap());
-            Ok(())
-        })
-        .build()
-        .unwrap();
-    let futures: Vec<_> = (0..30)
-        .map(|_| {
-            let initialized = Arc::clone(&initialized);
-            pool.submit_closure(move || {
-                spin_us(200);
-                let me = current_thread_name().unwrap();
-                initialized.lock().unwrap().contains(&me)
-            })
-            .unwrap()
-        })
-        .collect();
-    for f in futures {
-        assert_eq!(
-            f.join(),
-            Ok(true),
-            "a task ran before its thread's initializer"
-        );
-    }
-    drop(pool);
-    let mut names = initialized.lock().unwrap().clone();
-    let count = names.len();
-    names.sort();
-    names.dedup();
-    assert_eq!(names.len(), count, "an initializer ran twice in one thread");
-    assert!(
-        (1..=3).contains(&count),
-        "{count} initializers for at most 3 threads"
-    );
+    thread_support::the_initializer_runs_once_in_each_thread_before_its_tasks(&with_initializer);
 }
 
 #[test]
-fn a_failing_initializer_breaks_the_pool_with_its_message() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(2)
-        .initializer(|| Err("no database connection"))
-        .build()
-        .unwrap();
-    let ran = Arc::new(AtomicBool::new(false));
-    let outcomes: Vec<Result<u32, Error>> = (0..10)
-        .map(|i| {
-            let ran = Arc::clone(&ran);
-            pool.submit_closure(move || {
-                ran.store(true, Ordering::SeqCst);
-                i
-            })
-            .and_then(|f| f.result(LONG))
-        })
-        .collect();
-    for outcome in outcomes {
-        assert_broken_by(outcome, "no database connection");
-    }
-    assert!(!ran.load(Ordering::SeqCst), "a task ran on a broken pool");
-    // Once broken, the pool refuses work at once, even after shutdown.
-    assert_broken_by(
-        pool.submit_closure(|| 1).map(|_| 1),
-        "no database connection",
-    );
-    pool.shutdown(true, false);
-    assert_broken_by(
-        pool.submit_closure(|| 1).map(|_| 1),
-        "no database connection",
-    );
-    let message = Error::Broken("initializer failed: x".into()).to_string();
-    assert_eq!(message, "the executor is broken: initializer failed: x");
-}
-
-#[test]
-fn a_panicking_initializer_breaks_the_pool_and_reports_the_panic() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .initializer(|| -> Result<(), String> { panic!("config file missing") })
-        .build()
-        .unwrap();
-    let outcome = pool.submit_closure(|| 7u32).and_then(|f| f.result(LONG));
-    assert_broken_by(outcome, "config file missing");
+fn a_failing_or_panicking_initializer_breaks_the_pool_with_its_message() {
+    thread_support::a_failing_or_panicking_initializer_breaks_the_pool(&with_initializer);
 }
 
 #[test]

@@ -1,12 +1,12 @@
 //! Checks shared by the thread-pool and rayon test files: what every in-process pool does with
-//! closures, panics, names and shutdown, and races that must resolve every future exactly once,
+//! closures, panics, names, initializers and shutdown, and races that must resolve every future exactly once,
 //! whatever the interleaving.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use primepool::{Error, Executor, ExecutorExt, Future, InProcessExecutor, MapOptions};
@@ -372,4 +372,100 @@ pub fn shutdown_async_waits_without_blocking_the_caller<E: InProcessExecutor + '
     assert_eq!(primepool_core::conformance::block_on(done), Ok(()));
     assert!(task.done(), "resolved before the task finished");
     assert_eq!(task.result(Some(Duration::ZERO)), Ok(5));
+}
+
+/// An initializer as the shared checks hand it to a pool's builder.
+pub type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// A builder factory: the pool its builder makes with `max_workers(workers)` and
+/// `initializer(initializer)`.
+pub type BuildWith<'a, E> = &'a dyn Fn(usize, Initializer) -> E;
+
+/// On a three-thread pool made by `build`, the initializer runs at most once in each thread
+/// (in threads the pool started: 1 to 3 of them), and before any task of that thread: 30
+/// tasks each find their thread's initializer done. Returns how many threads ran it.
+pub fn the_initializer_runs_once_in_each_thread_before_its_tasks<E: InProcessExecutor>(
+    build: BuildWith<'_, E>,
+) -> usize {
+    let initialized: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&initialized);
+    let pool = build(
+        3,
+        Arc::new(move || {
+            seen.lock().unwrap().push(current_thread_name().unwrap());
+            Ok(())
+        }),
+    );
+    let futures: Vec<_> = (0..30)
+        .map(|_| {
+            let initialized = Arc::clone(&initialized);
+            pool.submit_closure(move || {
+                spin_us(200);
+                let me = current_thread_name().unwrap();
+                initialized.lock().unwrap().contains(&me)
+            })
+            .unwrap()
+        })
+        .collect();
+    for f in futures {
+        assert_eq!(
+            f.join(),
+            Ok(true),
+            "a task ran before its thread's initializer"
+        );
+    }
+    drop(pool);
+    let runs = initialized.lock().unwrap().clone();
+    let threads: HashSet<&String> = runs.iter().collect();
+    assert_eq!(
+        threads.len(),
+        runs.len(),
+        "an initializer ran twice in one thread"
+    );
+    assert!(
+        (1..=3).contains(&runs.len()),
+        "{} initializers for at most 3 threads",
+        runs.len()
+    );
+    runs.len()
+}
+
+/// A failing and a panicking initializer each break a two-thread pool made by `build`: each
+/// of ten tasks fails with [`Error::Broken`] saying `initializer failed: ` and why, and none
+/// runs; a `map` fails alike; once broken the pool refuses work at once, and still after
+/// `shutdown`.
+pub fn a_failing_or_panicking_initializer_breaks_the_pool<E: InProcessExecutor>(
+    build: BuildWith<'_, E>,
+) {
+    let failing = build(2, Arc::new(|| Err("no database connection".to_owned())));
+    let panicking = build(2, Arc::new(|| panic!("no config file")));
+    for (pool, cause) in [
+        (failing, "no database connection"),
+        (panicking, "it panicked: 'no config file'"),
+    ] {
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let outcomes: Vec<Result<u32, Error>> = (0..10)
+            .map(|i| {
+                let ran = Arc::clone(&ran);
+                pool.submit_closure(move || {
+                    ran.store(true, Ordering::SeqCst);
+                    i
+                })
+                .and_then(|f| f.result(LONG))
+            })
+            .collect();
+        for outcome in outcomes {
+            assert_broken_by(outcome, cause);
+        }
+        assert!(!ran.load(Ordering::SeqCst), "a task ran on a broken pool");
+        match pool.map(|x: u32| x, 0..4) {
+            Ok(results) => results.for_each(|r| assert_broken_by(r, cause)),
+            Err(e) => assert_broken_by(Err::<(), _>(e), cause),
+        }
+        assert_broken_by(pool.submit_closure(|| 1), cause);
+        pool.shutdown(true, false);
+        assert_broken_by(pool.submit_closure(|| 1), cause);
+    }
+    let message = Error::Broken("initializer failed: x".into()).to_string();
+    assert_eq!(message, "the executor is broken: initializer failed: x");
 }
