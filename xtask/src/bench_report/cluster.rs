@@ -384,6 +384,7 @@ pub fn markdown(figures: &Figures) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::render::verdict;
     use super::*;
 
     fn summary(median_s: f64) -> Summary {
@@ -424,14 +425,6 @@ mod tests {
             dask: Ok(dask),
             cluster: Ok(cluster),
         }
-    }
-
-    fn verdict(targets: &[Target], name: &str) -> &'static str {
-        targets
-            .iter()
-            .find(|t| t.name.contains(name))
-            .unwrap_or_else(|| panic!("no target {name}"))
-            .verdict()
     }
 
     #[test]

@@ -30,6 +30,16 @@ impl Target {
     }
 }
 
+/// Tests: the verdict on the target whose name contains `name` (a panic if there is none).
+#[cfg(test)]
+pub fn verdict(targets: &[Target], name: &str) -> &'static str {
+    targets
+        .iter()
+        .find(|t| t.name.contains(name))
+        .unwrap_or_else(|| panic!("no target {name}"))
+        .verdict()
+}
+
 /// A time with a unit that keeps three significant digits.
 pub fn secs(s: f64) -> String {
     let (value, unit) = if s >= 1.0 {
@@ -845,14 +855,6 @@ mod tests {
             loads: Vec::new(),
             quick: false,
         }
-    }
-
-    fn verdict<'a>(targets: &'a [Target], name: &str) -> &'a str {
-        targets
-            .iter()
-            .find(|t| t.name.contains(name))
-            .unwrap_or_else(|| panic!("no target {name}"))
-            .verdict()
     }
 
     #[test]
