@@ -10,7 +10,9 @@
 //! - a worker SIGKILLed while it runs a 1 s task, with a 2 s lease: the time from the kill
 //!   until that future resolved with the right value (the killed worker is replaced after).
 //!
-//! Prints one JSON document on stdout (progress on stderr). Run with
+//! Prints one JSON document on stdout (progress on stderr), with what the submit and seed
+//! phases cost per task (`cost`: CPU time of the server, the client process and the workers
+//! from `/proc/<pid>/stat`, and the server's messages in and out from its `/varz`). Run with
 //! `cargo bench -p primepool --features cluster --bench cluster [-- --quick]`. This binary is
 //! its own cluster worker: `main` calls `run_worker_if_requested` before anything else, and
 //! the workers are started with `PRIMEPOOL_CLUSTER_WORKER` set.
@@ -41,6 +43,62 @@ fn slow_double((dir, n): (String, u32)) -> u32 {
 /// One worker process of this binary with one slot (its `main` enters the worker at once).
 fn spawn_worker(url: &str) -> Worker {
     Worker::spawn(url, 1)
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`; 0 when unknown.
+fn cpu_s(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // After the command name (in parentheses, which may hold spaces): fields 3.., utime and
+    // stime are fields 14 and 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11..13]
+        .iter()
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / per_second
+}
+
+/// What one phase of the bench cost: CPU seconds of the server, this client process and the
+/// workers, and the messages the server took in and sent out.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    server_s: f64,
+    client_s: f64,
+    workers_s: f64,
+    msgs_in: u64,
+    msgs_out: u64,
+}
+
+impl Usage {
+    fn now(server: &nats_support::NatsServer, workers: &[Worker]) -> Usage {
+        let (msgs_in, msgs_out) = server.messages().unwrap_or_default();
+        Usage {
+            server_s: cpu_s(&server.pid().to_string()),
+            client_s: cpu_s("self"),
+            workers_s: workers.iter().map(|w| cpu_s(&w.pid().to_string())).sum(),
+            msgs_in,
+            msgs_out,
+        }
+    }
+
+    /// The cost from `self` to `later`, per task of `tasks`, as JSON.
+    fn per_task(&self, later: &Usage, tasks: f64) -> String {
+        format!(
+            r#"{{"tasks": {tasks}, "server_cpu_us": {:.2}, "client_cpu_us": {:.2}, "workers_cpu_us": {:.2}, "server_msgs_in": {:.2}, "server_msgs_out": {:.2}}}"#,
+            (later.server_s - self.server_s) / tasks * 1e6,
+            (later.client_s - self.client_s) / tasks * 1e6,
+            (later.workers_s - self.workers_s) / tasks * 1e6,
+            (later.msgs_in - self.msgs_in) as f64 / tasks,
+            (later.msgs_out - self.msgs_out) as f64 / tasks,
+        )
+    }
 }
 
 fn summary(times: &[f64]) -> String {
@@ -149,9 +207,10 @@ fn main() {
     let tasks = if quick { 2_000 } else { 20_000 };
     eprintln!("cluster: {tasks} no-op submits");
     submit_noop(&client, tasks.min(1_000)); // warm
-    let submits: Vec<f64> = (0..if quick { 2 } else { 5 })
-        .map(|_| submit_noop(&client, tasks))
-        .collect();
+    let rounds = if quick { 2 } else { 5 };
+    let before = Usage::now(&server, &workers);
+    let submits: Vec<f64> = (0..rounds).map(|_| submit_noop(&client, tasks)).collect();
+    let submit_cost = before.per_task(&Usage::now(&server, &workers), f64::from(tasks * rounds));
 
     eprintln!("cluster: lone round trips");
     let lone = round_trips(&client, if quick { 100 } else { 1_000 });
@@ -160,13 +219,26 @@ fn main() {
     let serial = SerialExecutor::new();
     let (mut serial_times, mut cluster_times) = (Vec::new(), Vec::new());
     let mut equal = true;
+    let mut seed_spent = Usage::default();
     for _ in 0..if quick { 3 } else { 15 } {
         let (t, expected) = seed_map(&serial);
         serial_times.push(t);
+        let before = Usage::now(&server, &workers);
         let (t, got) = seed_map(&client);
+        let after = Usage::now(&server, &workers);
+        seed_spent.server_s += after.server_s - before.server_s;
+        seed_spent.client_s += after.client_s - before.client_s;
+        seed_spent.workers_s += after.workers_s - before.workers_s;
+        seed_spent.msgs_in += after.msgs_in - before.msgs_in;
+        seed_spent.msgs_out += after.msgs_out - before.msgs_out;
         cluster_times.push(t);
         equal &= got == expected;
     }
+    // Per seed value (100 per round).
+    let seed_cost = Usage::default().per_task(
+        &seed_spent,
+        (SEED_VALUES.len() * cluster_times.len()) as f64,
+    );
     assert!(equal, "the cluster's seed outputs differ from serial's");
 
     eprintln!("cluster: a worker SIGKILLed during a 1 s task");
@@ -183,7 +255,8 @@ fn main() {
  "seed_serial": {},
  "seed_cluster": {},
  "seed_outputs_equal": {equal},
- "kill_recovery": {}}}"#,
+ "kill_recovery": {},
+ "cost": {{"submit_noop": {submit_cost}, "seed_cluster_per_value": {seed_cost}}}}}"#,
         server.version(),
         LEASE.as_secs_f64(),
         summary(&submits)

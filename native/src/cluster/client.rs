@@ -224,7 +224,22 @@ struct Pending {
     seq: Option<u64>,
     started: bool,
     last_worker: Option<String>,
+    /// While started: the worker's own subject and the delivery's ack subject, for
+    /// [`Connection::probe`].
+    running_on: Option<(String, String)>,
 }
+
+/// The answer to a probe of a worker's subject.
+struct Probed {
+    subject: String,
+    /// The server said nobody listens there: the worker's connection is gone.
+    gone: bool,
+}
+
+/// How often the workers running this client's tasks are probed.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// How long a probe waits for its answer (a late answer proves nothing either way).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a publishing task reports back.
 struct Published {
@@ -245,6 +260,9 @@ struct Connection {
     next_expected: u64,
     published: mpsc::UnboundedSender<Published>,
     disconnected_since: Option<Instant>,
+    /// Worker subjects with a probe under way.
+    probing: HashSet<String>,
+    probed: mpsc::UnboundedSender<Probed>,
 }
 
 /// The client thread's body: runs until [`Command::Stop`].
@@ -257,6 +275,7 @@ pub(crate) async fn run(
 ) {
     let js = jetstream::new(client.clone());
     let (published_tx, mut published) = mpsc::unbounded_channel();
+    let (probed_tx, mut probed) = mpsc::unbounded_channel();
     let mut me = Connection {
         shared,
         client,
@@ -267,9 +286,13 @@ pub(crate) async fn run(
         next_expected: 0,
         published: published_tx,
         disconnected_since: None,
+        probing: HashSet::new(),
+        probed: probed_tx,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe_tick = tokio::time::interval(PROBE_EVERY);
+    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -281,6 +304,8 @@ pub(crate) async fn run(
             },
             Some(event) = events.recv() => me.on_event(event),
             _ = tick.tick() => me.check_deadline(),
+            Some(answer) = probed.recv() => me.on_probed(answer).await,
+            _ = probe_tick.tick() => me.probe(),
         }
     }
     // A flush waits for the server, which may be gone for good: only with a live connection,
@@ -347,6 +372,7 @@ impl Connection {
                 seq: None,
                 started: false,
                 last_worker: None,
+                running_on: None,
             },
         );
         let js = self.js.clone();
@@ -444,11 +470,17 @@ impl Connection {
         };
         log::debug!("primepool client: {reply:?}");
         match reply {
-            Reply::Started { id, worker } => {
+            Reply::Started {
+                id,
+                worker,
+                ack,
+                probe,
+            } => {
                 let Some(task) = self.tasks.get_mut(&id) else {
                     return;
                 };
                 task.last_worker = Some(worker.to_string());
+                task.running_on = Some((probe.to_string(), ack.to_string()));
                 if task.started {
                     return;
                 }
@@ -503,6 +535,69 @@ impl Connection {
             .client
             .publish(subject.to_string(), Payload::from_static(b"+ACK"))
             .await;
+    }
+
+    /// Asks each worker running an unresolved task of ours whether it is still connected: one
+    /// request per worker at a time, whatever the number of tasks it runs.
+    fn probe(&mut self) {
+        if self.disconnected_since.is_some() {
+            return;
+        }
+        let subjects: HashSet<&String> = self
+            .tasks
+            .values()
+            .filter_map(|t| t.running_on.as_ref().map(|(subject, _)| subject))
+            .filter(|subject| !self.probing.contains(*subject))
+            .collect();
+        for subject in subjects {
+            self.probing.insert(subject.clone());
+            let client = self.client.clone();
+            let report = self.probed.clone();
+            let subject = subject.clone();
+            tokio::spawn(async move {
+                let request = async_nats::Request::new()
+                    .payload(Payload::new())
+                    .timeout(Some(PROBE_TIMEOUT));
+                let answer = client.send_request(subject.clone(), request).await;
+                let gone = matches!(
+                    &answer,
+                    Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders
+                );
+                let _ = report.send(Probed { subject, gone });
+            });
+        }
+    }
+
+    /// A probe's answer. Only "no responders" is evidence: the server holds no subscription
+    /// of that worker, so its connection is gone (a timeout may be a slow worker, and proves
+    /// nothing). Its started tasks are then given back at once (`-NAK`: delivered again now)
+    /// rather than when their lease runs out.
+    async fn on_probed(&mut self, answer: Probed) {
+        self.probing.remove(&answer.subject);
+        if !answer.gone {
+            return;
+        }
+        let mut given_back = 0;
+        for task in self.tasks.values_mut() {
+            if task
+                .running_on
+                .as_ref()
+                .is_some_and(|(subject, _)| *subject == answer.subject)
+            {
+                let (_, ack) = task.running_on.take().unwrap_or_default();
+                given_back += 1;
+                let _ = self
+                    .client
+                    .publish(ack, Payload::from_static(b"-NAK"))
+                    .await;
+            }
+        }
+        if given_back > 0 {
+            log::info!(
+                "primepool cluster client: the worker at {} is gone; {given_back} task(s) it                  ran are delivered again",
+                answer.subject
+            );
+        }
     }
 
     fn on_event(&mut self, event: Event) {

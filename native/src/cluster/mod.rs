@@ -36,7 +36,8 @@
 //!   to tasks by number, later duplicates are dropped);
 //! - a worker holds a task under a lease ([`ClusterBuilder::lease`]) that it renews while the
 //!   task runs; a worker that dies or loses its connection gives its tasks back when the lease
-//!   expires, and another worker runs them; after [`ClusterBuilder::max_attempts`] deliveries
+//!   expires, and another worker runs them (a started task at once, when the client's probe
+//!   of its worker hears that the worker's connection is gone); after [`ClusterBuilder::max_attempts`] deliveries
 //!   the future fails with [`Error::AttemptsExhausted`]; a task's own panic is not retried;
 //! - cancel works until a worker says it started the task (Python's rule): the task's message
 //!   is deleted from the stream; `shutdown(cancel_futures = true)` does that for every task

@@ -24,6 +24,8 @@ pub(crate) struct Names {
     pub workers: String,
     /// The prefix of the clients' reply subjects, `primepool.<hash>.client`.
     client_prefix: String,
+    /// The prefix of the workers' own subjects, `primepool.<hash>.worker`.
+    worker_prefix: String,
 }
 
 impl Names {
@@ -42,6 +44,7 @@ impl Names {
             tasks: format!("primepool.{hash}.tasks"),
             workers: format!("primepool.{hash}.workers"),
             client_prefix: format!("primepool.{hash}.client"),
+            worker_prefix: format!("primepool.{hash}.worker"),
             image,
             hash,
         }
@@ -50,6 +53,11 @@ impl Names {
     /// The subject one client's replies come back on.
     pub fn client(&self, client_id: &str) -> String {
         format!("{}.{client_id}", self.client_prefix)
+    }
+
+    /// The subject one worker answers probes on while its connection lives.
+    pub fn worker(&self, worker_id: &str) -> String {
+        format!("{}.{worker_id}", self.worker_prefix)
     }
 }
 
@@ -83,5 +91,11 @@ mod tests {
             "the published FNV-1a value"
         );
         assert!(Names::for_this_image().client("x").ends_with(".client.x"));
+        assert!(Names::for_this_image().worker("y").ends_with(".worker.y"));
+        assert_ne!(
+            a.worker("y"),
+            a.workers,
+            "a worker's own subject is not the roll call"
+        );
     }
 }

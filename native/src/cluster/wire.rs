@@ -8,6 +8,9 @@
 //!   [`Reply::Failed`]. Both carry the JetStream ack subject of the delivery, which the client
 //!   acknowledges once it holds the answer.
 //! - A [`Presence`] answers a client's request on the workers' subject.
+//! - A request on a worker's own subject (`Names::worker`, named in [`Reply::Started`]) is
+//!   answered with an empty message: a client probes the workers running its tasks this way,
+//!   and the server's "no responders" status proves the worker's connection gone.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +64,11 @@ pub(crate) enum Reply<'a> {
         id: u64,
         /// `host:pid` of the worker.
         worker: &'a str,
+        /// The ack subject of the delivery: the client sends `-NAK` there when the worker is
+        /// proven gone, so the task is delivered again at once.
+        ack: &'a str,
+        /// The worker's own subject, which it answers for as long as its connection lives.
+        probe: &'a str,
     },
     /// Task `id` finished: its encoded outcomes (`TaskFn::invoke`'s output).
     Done {

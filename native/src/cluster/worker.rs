@@ -5,7 +5,8 @@
 //! as many tasks as keep the slots busy (none ahead while tasks are slow, up to 64 per slot
 //! ahead while they take less than a pull's round trip), renews the lease of every task it
 //! holds several times per lease, says `Started` when a slot takes a task and `Done` with the
-//! outcome when it finishes, and answers presence requests. Messages that are not this
+//! outcome when it finishes, and answers presence requests and probes of its own subject
+//! (which tell a client its connection is alive). Messages that are not this
 //! image's tasks are rejected (`Term`) with a line on standard error, never run.
 
 use std::collections::{HashMap, VecDeque};
@@ -137,6 +138,8 @@ struct Worker {
     client: Client,
     names: Names,
     me: String,
+    /// This worker's own subject, answered while its connection lives (see `Reply::Started`).
+    probe: String,
     slots: usize,
     max_payload: usize,
     server_lease: Duration,
@@ -160,6 +163,14 @@ async fn serve(url: &str, slots: usize, access: Access) -> Result<(), Error> {
         .subscribe(names.workers.clone())
         .await
         .map_err(|e| Error::Broken(format!("cannot subscribe to {}: {e}", names.workers)))?;
+    // Subscribed before the first pull, so the server knows the subject before any client
+    // hears this worker's name: "no responders" on it then means this connection is gone.
+    let inbox = client.new_inbox();
+    let probe_subject = names.worker(inbox.rsplit('.').next().unwrap_or(&inbox));
+    let mut probes = client
+        .subscribe(probe_subject.clone())
+        .await
+        .map_err(|e| Error::Broken(format!("cannot subscribe to {probe_subject}: {e}")))?;
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
 
@@ -182,6 +193,7 @@ async fn serve(url: &str, slots: usize, access: Access) -> Result<(), Error> {
         client,
         names,
         me,
+        probe: probe_subject,
         slots,
         server_lease,
         held: HashMap::new(),
@@ -230,6 +242,7 @@ async fn serve(url: &str, slots: usize, access: Access) -> Result<(), Error> {
                 }
             },
             Some(request) = presence.next() => worker.present(request, pulling).await,
+            Some(request) = probes.next() => worker.answer_probe(request).await,
             _ = tick.tick() => worker.renew().await,
             _ = terminate.recv() => pulling = false,
             _ = interrupt.recv() => pulling = false,
@@ -393,16 +406,27 @@ impl Worker {
             let Some(call) = held.call.take() else {
                 continue;
             };
-            let started = Reply::Started {
-                id: held.id,
-                worker: &self.me,
-            };
+            let started = wire::encode(
+                REPLY_TAG,
+                &Reply::Started {
+                    id: held.id,
+                    worker: &self.me,
+                    ack: &held.ack,
+                    probe: &self.probe,
+                },
+            );
             let reply_to = held.reply_to.clone();
             self.free -= 1;
             if self.calls.send(call).is_err() {
                 return;
             }
-            self.reply(&reply_to, &started).await;
+            match started {
+                Ok(bytes) => self.send(&reply_to, bytes).await,
+                Err(e) => eprintln!(
+                    "primepool cluster worker {}: cannot encode a reply: {e}",
+                    self.me
+                ),
+            }
         }
     }
 
@@ -481,6 +505,13 @@ impl Worker {
         };
         if let Ok(bytes) = wire::encode(REPLY_TAG, &presence) {
             let _ = self.client.publish(reply, Payload::from(bytes)).await;
+        }
+    }
+
+    /// A client asks whether this worker is still connected: yes (an empty answer).
+    async fn answer_probe(&self, request: async_nats::Message) {
+        if let Some(reply) = request.reply {
+            let _ = self.client.publish(reply, Payload::new()).await;
         }
     }
 

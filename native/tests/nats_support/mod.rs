@@ -137,6 +137,8 @@ impl Drop for Scratch {
 pub struct NatsServer {
     binary: PathBuf,
     port: u16,
+    /// The HTTP monitoring port (`/varz`).
+    monitor: u16,
     store: Scratch,
     child: Option<Child>,
     starts: u32,
@@ -150,6 +152,7 @@ impl NatsServer {
         let mut server = NatsServer {
             binary,
             port,
+            monitor: free_port(),
             store: Scratch::new("nats"),
             child: None,
             starts: 0,
@@ -166,6 +169,39 @@ impl NatsServer {
     /// Its port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server process's id (0 while stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The messages the server took in and sent out since it started, from its monitoring
+    /// endpoint (`/varz`: `in_msgs`, `out_msgs`), or why they cannot be read.
+    pub fn messages(&self) -> Result<(u64, u64), String> {
+        use std::io::Write as _;
+        let mut socket = TcpStream::connect(("127.0.0.1", self.monitor))
+            .map_err(|e| format!("cannot reach the monitoring port: {e}"))?;
+        socket
+            .write_all(b"GET /varz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        socket
+            .read_to_string(&mut text)
+            .map_err(|e| e.to_string())?;
+        let field = |name: &str| -> Result<u64, String> {
+            let key = format!("\"{name}\":");
+            let at = text
+                .find(&key)
+                .ok_or_else(|| format!("no {name} in /varz"))?;
+            text[at + key.len()..]
+                .trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("{name} in /varz is not a number"))
+        };
+        Ok((field("in_msgs")?, field("out_msgs")?))
     }
 
     /// The server's version line (`nats-server: v2.9.10`).
@@ -197,11 +233,12 @@ impl NatsServer {
         command
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
+            .arg("-m")
+            .arg(self.monitor.to_string())
             .arg("-sd")
             .arg(self.store.path().join("store"))
             .arg("-l")
             .arg(&log)
-            .args(std::env::var_os("PRIMEPOOL_TEST_NATS_TRACE").map(|_| "-DV"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -232,13 +269,6 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
-        if let Some(dir) = std::env::var_os("PRIMEPOOL_TEST_NATS_TRACE") {
-            for n in 1..=self.starts {
-                let from = self.store.path().join(format!("server-{n}.log"));
-                let to = Path::new(&dir).join(format!("nats-{}-{n}.log", self.port));
-                let _ = std::fs::copy(from, to);
-            }
-        }
     }
 }
 
