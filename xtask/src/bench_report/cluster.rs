@@ -472,9 +472,9 @@ mod tests {
                 runs: 3,
             };
         }
-        let targets = targets(&figures);
-        assert_eq!(verdict(&targets, "seed"), "MISS");
-        assert_eq!(verdict(&targets, "SIGKILLed"), "MISS");
+        let judged = targets(&figures);
+        assert_eq!(verdict(&judged, "seed"), "MISS");
+        assert_eq!(verdict(&judged, "SIGKILLed"), "MISS");
         if let Ok(c) = &mut figures.cluster {
             c.kill_recovery.max_s = 2.9;
             c.lease_s = 5.0;
