@@ -239,6 +239,60 @@ pub fn wait_and_as_completed_see_every_future(make: Factory<'_>) {
     assert_eq!(seen, [0, 0, 0, 1, 1, 1, 2, 2]);
 }
 
+/// An `as_completed` whose timeout elapses, iterated, awaited (`next_async`) or polled as a
+/// `Stream`, yields the futures already done, then [`Error::TimedOut`] with the unfinished
+/// count, once, at the deadline (not when the slow task ends), then ends.
+pub fn as_completed_times_out_once_then_ends_in_every_form(make: Factory<'_>) {
+    const TIMEOUT: Duration = Duration::from_millis(100);
+    let pool = make(2);
+    let quick = pool.submit(square, 3).unwrap();
+    assert_eq!(quick.result(Some(Duration::from_secs(30))), Ok(9));
+    // Three 100 ms deadlines pass while it sleeps, with seconds to spare on a loaded machine.
+    let slow = pool.submit(sleep_ms, 3_000).unwrap();
+    let futures = [quick, slow];
+    if futures[1].done() {
+        // A serial executor ran it inside `submit`: finished futures are yielded, late or
+        // not, and nothing times out.
+        assert_eq!(as_completed(&futures, Some(TIMEOUT)).count(), 2);
+        return;
+    }
+    let timed_out = Error::TimedOut {
+        after: TIMEOUT,
+        unfinished: Some(crate::Unfinished { count: 1, of: 2 }),
+    };
+    let outcomes = |got: Vec<Option<Result<&crate::Future<u64>, Error>>>| -> Vec<_> {
+        got.into_iter()
+            .map(|item| item.map(|r| r.map(|f| f.result(Some(Duration::ZERO)))))
+            .collect()
+    };
+    let expected = vec![Some(Ok(Ok(9))), Some(Err(timed_out)), None];
+    let mut iterated = as_completed(&futures, Some(TIMEOUT));
+    let got = (0..3).map(|_| iterated.next()).collect();
+    assert_eq!(outcomes(got), expected, "iterated");
+    let mut awaited = as_completed(&futures, Some(TIMEOUT));
+    let got = block_on(async {
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(awaited.next_async().await);
+        }
+        got
+    });
+    assert_eq!(outcomes(got), expected, "awaited with next_async");
+    let mut streamed = as_completed(&futures, Some(TIMEOUT));
+    let got = (0..3)
+        .map(|_| {
+            block_on(std::future::poll_fn(|cx| {
+                futures_core::Stream::poll_next(std::pin::Pin::new(&mut streamed), cx)
+            }))
+        })
+        .collect();
+    assert_eq!(outcomes(got), expected, "polled as a Stream");
+    assert!(
+        !futures[1].done(),
+        "the time-outs came when the slow task ended, not at their deadlines"
+    );
+}
+
 /// Done-callbacks run once for every future.
 pub fn done_callbacks_run_for_every_task(make: Factory<'_>) {
     let pool = make(2);
@@ -441,7 +495,8 @@ macro_rules! conformance_tests {
             map_rejects_a_zero_chunksize, a_panic_fails_only_its_task,
             submit_after_shutdown_fails, shutdown_waits_for_the_work,
             shutdown_with_cancel_resolves_every_future, cancel_agrees_with_the_outcome,
-            wait_and_as_completed_see_every_future, done_callbacks_run_for_every_task,
+            wait_and_as_completed_see_every_future,
+            as_completed_times_out_once_then_ends_in_every_form, done_callbacks_run_for_every_task,
             reports_its_worker_count, futures_can_be_awaited, map_submits_without_iteration,
             a_buffered_map_reads_an_endless_input,
             a_buffered_map_pulls_no_more_than_its_buffer_ahead,

@@ -1,7 +1,9 @@
 //! Waking an awaiting task at a deadline, without a timer crate or target code in core.
 //!
-//! [`Map::next_async`](crate::Map::next_async) honours the map's timeout: it yields the
-//! time-out at the deadline even if no chunk finishes. Something must wake the task then.
+//! [`Map::next_async`](crate::Map::next_async) and
+//! [`AsCompleted::next_async`](crate::AsCompleted::next_async) (and their `Stream` forms)
+//! honour their timeouts: they yield the time-out at the deadline even if nothing finishes.
+//! Something must wake the task then.
 //! By default core starts one timer thread, lazily, the first time a deadline is awaited
 //! (with `std::thread::Builder`, which simply fails where threads do not exist). A host where
 //! that is impossible or unwanted (the browser's page, which has `setTimeout`) installs its

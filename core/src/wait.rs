@@ -210,8 +210,9 @@ pub fn wait<T>(
 /// often it is listed. With a `timeout` (counted from this call), an [`Error::TimedOut`] that
 /// says how many futures are unfinished is yielded once if time runs out, then iteration ends.
 /// Where blocking is impossible, [`Error::WouldBlock`] is yielded once and iteration ends:
-/// use [`AsCompleted::next_async`] there, which awaits instead of blocking. Dropping the
-/// iterator removes its hooks from the futures.
+/// use [`AsCompleted::next_async`] (or the `Stream`) there, which awaits instead of blocking
+/// and yields the same time-out at the deadline. Dropping the iterator removes its hooks from
+/// the futures.
 pub fn as_completed<T>(futures: &[Future<T>], timeout: Option<Duration>) -> AsCompleted<'_, T> {
     let watch = Watch::new(futures);
     AsCompleted {
@@ -249,25 +250,36 @@ impl<'a, T> AsCompleted<'a, T> {
         }
     }
 
-    /// The next future to finish, awaited rather than blocked on. The timeout does not apply
-    /// here; the [`Stream`](futures_core::Stream) form applies it.
-    pub async fn next_async(&mut self) -> Option<&'a Future<T>> {
+    /// The async step (`next_async` and the `Stream`): the next future to finish, or the
+    /// time-out at the deadline, for which an alarm wakes the task (see [`crate::timer`]).
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<&'a Future<T>, Error>>> {
         if self.left == 0 {
-            return None;
+            return Poll::Ready(None);
         }
-        let index = poll_fn(|cx| {
-            let mut q = self.watch.signal.lock();
-            match q.finished.pop_front() {
-                Some(i) => Poll::Ready(i),
-                None => {
-                    q.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
+        let mut q = self.watch.signal.lock();
+        if let Some(i) = q.finished.pop_front() {
+            drop(q);
+            self.left -= 1;
+            return Poll::Ready(Some(Ok(self.watch.futures[i])));
+        }
+        q.waker = Some(cx.waker().clone());
+        drop(q);
+        if let Some(deadline) = self.deadline {
+            if web_time::Instant::now() >= deadline {
+                return Poll::Ready(Some(Err(self.timed_out())));
             }
-        })
-        .await;
-        self.left -= 1;
-        Some(self.watch.futures[index])
+            self.alarm
+                .get_or_insert_with(|| crate::timer::Alarm::at(deadline))
+                .arm(cx.waker());
+        }
+        Poll::Pending
+    }
+
+    /// The next future to finish, awaited rather than blocked on (the browser's form). The
+    /// timeout applies: at the deadline the [`Error::TimedOut`] is yielded once, as
+    /// [`Iterator::next`] does, and then nothing more.
+    pub async fn next_async(&mut self) -> Option<Result<&'a Future<T>, Error>> {
+        poll_fn(|cx| self.poll_step(cx)).await
     }
 }
 
@@ -299,28 +311,9 @@ impl<T> Unpin for AsCompleted<'_, T> {}
 impl<'a, T> futures_core::Stream for AsCompleted<'a, T> {
     type Item = Result<&'a Future<T>, Error>;
 
+    /// Like [`AsCompleted::next_async`], the timeout included.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.left == 0 {
-            return Poll::Ready(None);
-        }
-        let mut q = this.watch.signal.lock();
-        if let Some(i) = q.finished.pop_front() {
-            drop(q);
-            this.left -= 1;
-            return Poll::Ready(Some(Ok(this.watch.futures[i])));
-        }
-        q.waker = Some(cx.waker().clone());
-        drop(q);
-        if let Some(deadline) = this.deadline {
-            if web_time::Instant::now() >= deadline {
-                return Poll::Ready(Some(Err(this.timed_out())));
-            }
-            this.alarm
-                .get_or_insert_with(|| crate::timer::Alarm::at(deadline))
-                .arm(cx.waker());
-        }
-        Poll::Pending
+        self.get_mut().poll_step(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -542,33 +535,41 @@ mod tests {
     }
 
     #[test]
-    fn as_completed_is_a_stream_that_yields_its_time_out_at_the_deadline() {
+    fn as_completed_streamed_or_awaited_yields_its_time_out_at_the_deadline_once_then_ends() {
         use futures_core::Stream;
         let (mut promises, futures) = pending(3);
         promises.remove(0).set_result(7);
         let (tx, rx) = std::sync::mpsc::channel();
         thread::spawn(move || {
-            let mut it = as_completed(&futures, Some(Duration::from_millis(30)));
-            let mut next = || {
-                crate::conformance::block_on(std::future::poll_fn(|cx| {
-                    Pin::new(&mut it).poll_next(cx)
-                }))
-                .map(|r| r.map(|f| f.result(None)))
-            };
-            let got = [next(), next(), next()];
+            let timeout = Some(Duration::from_millis(30));
+            let mut streamed = as_completed(&futures, timeout);
+            let mut awaited = as_completed(&futures, timeout);
+            let got = crate::conformance::block_on(async {
+                let mut got = Vec::new();
+                for _ in 0..3 {
+                    let next = std::future::poll_fn(|cx| Pin::new(&mut streamed).poll_next(cx));
+                    got.push(("streamed", next.await));
+                }
+                for _ in 0..3 {
+                    got.push(("awaited", awaited.next_async().await));
+                }
+                got.into_iter()
+                    .map(|(form, r)| (form, r.map(|r| r.map(|f| f.result(None)))))
+                    .collect::<Vec<_>>()
+            });
             tx.send(got).unwrap();
             drop(promises);
         });
         let got = rx.recv_timeout(Duration::from_secs(60)).expect("no hang");
-        assert_eq!(got[0], Some(Ok(Ok(7))));
-        assert_eq!(
-            got[1],
-            Some(Err(Error::TimedOut {
-                after: Duration::from_millis(30),
-                unfinished: Some(Unfinished { count: 2, of: 3 }),
-            }))
-        );
-        assert_eq!(got[2], None);
+        let timed_out = Error::TimedOut {
+            after: Duration::from_millis(30),
+            unfinished: Some(Unfinished { count: 2, of: 3 }),
+        };
+        for form in got.chunks(3) {
+            let outcomes: Vec<_> = form.iter().map(|(_, r)| r.clone()).collect();
+            let expected = vec![Some(Ok(Ok(7))), Some(Err(timed_out.clone())), None];
+            assert_eq!(outcomes, expected, "{}", form[0].0);
+        }
     }
 
     #[test]
@@ -584,7 +585,7 @@ mod tests {
         let got = crate::conformance::block_on(async {
             let mut n = 0;
             while let Some(f) = it.next_async().await {
-                n += f.result(None).unwrap();
+                n += f.unwrap().result(None).unwrap();
             }
             n
         });

@@ -83,7 +83,7 @@ async fn timed_map(
     let mut finished = as_completed(&chunks, None);
     let mut done = 0;
     while let Some(chunk) = finished.next_async().await {
-        let outcomes = match chunk.result(None) {
+        let outcomes = match chunk.and_then(|chunk| chunk.result(None)) {
             Ok(outcomes) => outcomes,
             Err(_) if stopped() => return Err(STOPPED.into()),
             Err(e) => return Err(e.to_string()),

@@ -11,7 +11,7 @@ use primepool_core::backend::{Job, Promise};
 use primepool_core::conformance::{describe, panics_on_13, square};
 use primepool_core::{
     as_completed, wait, Error, Executor, ExecutorExt, Future, FutureState, MapOptions, ReturnWhen,
-    WorkerId,
+    Unfinished, WorkerId,
 };
 
 use crate::clock::now_ms;
@@ -237,7 +237,8 @@ async fn a_buffered_map_reads_an_endless_input_and_pulls_only_its_buffer() -> Ch
 }
 
 /// On the page, iterating a `Map` or an `as_completed` yields `WouldBlock` once and ends, so a
-/// `for` loop there terminates; an awaited map's timeout comes at its deadline.
+/// `for` loop there terminates; an awaited map's or `as_completed`'s timeout comes at its
+/// deadline.
 async fn blocking_iteration_on_the_page_yields_would_block_once_and_an_awaited_timeout_fires(
 ) -> Check {
     let pool = pool(1)?;
@@ -262,6 +263,24 @@ async fn blocking_iteration_on_the_page_yields_would_block_once_and_an_awaited_t
     ensure!(
         slow[0].state() != FutureState::Finished,
         "the time-out came when the 2 s task ended, not at its 50 ms deadline"
+    );
+    // An awaited `as_completed` yields its time-out at the deadline too, once, then ends.
+    let queued = vec![ok(pool.submit(spin_ms, 1))?];
+    let mut finished = as_completed(&queued, Some(std::time::Duration::from_millis(50)));
+    let outcome = finished.next_async().await.map(|r| r.map(|_| ()));
+    let timed_out = Error::TimedOut {
+        after: std::time::Duration::from_millis(50),
+        unfinished: Some(Unfinished { count: 1, of: 1 }),
+    };
+    ensure!(outcome == Some(Err(timed_out)), "as_completed: {outcome:?}");
+    let after = finished.next_async().await.map(|r| r.map(|_| ()));
+    ensure!(
+        after.is_none(),
+        "as_completed went on after its time-out: {after:?}"
+    );
+    ensure!(
+        slow[0].state() != FutureState::Finished,
+        "the as_completed time-out came when the 2 s task ended, not at its 50 ms deadline"
     );
     pool.kill();
     Ok(())
@@ -300,7 +319,7 @@ async fn as_completed_sees_every_future_and_blocking_calls_refuse() -> Check {
     let mut seen = Vec::new();
     let mut finished = as_completed(&futures, None);
     while let Some(f) = finished.next_async().await {
-        seen.push(ok(f.result(None))?);
+        seen.push(ok(ok(f)?.result(None))?);
     }
     seen.sort_unstable();
     ensure!(seen == [20, 20, 20, 21, 21, 21, 22, 22], "{seen:?}");
