@@ -21,7 +21,9 @@ use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use crate::backend::Job;
 use crate::sync::{self, lock};
-use crate::thread::builder::{broken_by_initializer, initializer, run_initializer, PoolOptions};
+use crate::thread::builder::{
+    broken_by_initializer, pool_option_setters, run_initializer, PoolOptions,
+};
 use crate::{Error, Executor, InProcessExecutor};
 
 /// The prefix of worker thread names when none is given.
@@ -136,43 +138,32 @@ impl RayonBuilder {
         }
     }
 
-    /// The pool's thread count; zero is rejected by [`build`](Self::build).
-    pub fn max_workers(mut self, max_workers: usize) -> Self {
-        self.options.max_workers = Some(max_workers);
-        self
-    }
-
-    /// Threads are named `<prefix>_<index>`, so they can be told apart in a debugger or a
-    /// profiler.
-    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.options.thread_name_prefix = prefix.into();
-        self
-    }
-
-    /// Runs `initializer` once in each thread before it takes any task, with the same
-    /// signature and failure semantics as
-    /// [`ThreadPoolBuilder::initializer`](crate::ThreadPoolBuilder::initializer): if it fails
-    /// (returns `Err` or panics), the pool is broken: queued tasks fail and later submits are
-    /// refused with [`Error::Broken`] saying `initializer failed: ` and why. Rayon starts every
-    /// thread at once, so every initializer runs when the pool is built, in its threads.
-    ///
-    /// ```
-    /// use primepool::{Error, ExecutorExt, RayonExecutor};
-    ///
-    /// let pool = RayonExecutor::builder()
-    ///     .max_workers(2)
-    ///     .initializer(|| Err("no database connection"))
-    ///     .build()
-    ///     .unwrap();
-    /// let outcome = pool.submit(|x: u32| x, 1).and_then(|f| f.join());
-    /// assert!(matches!(outcome, Err(Error::Broken(why)) if why.contains("no database")));
-    /// ```
-    pub fn initializer<E: fmt::Display>(
-        mut self,
-        initializer: impl Fn() -> Result<(), E> + Send + Sync + 'static,
-    ) -> Self {
-        self.options.initializer = Some(self::initializer(initializer));
-        self
+    pool_option_setters! {
+        /// The pool's thread count; zero is rejected by [`build`](Self::build).
+        max_workers;
+        /// Threads are named `<prefix>_<index>`, so they can be told apart in a debugger or a
+        /// profiler.
+        thread_name_prefix;
+        /// Runs `initializer` once in each thread before it takes any task, with the same
+        /// signature and failure semantics as
+        /// [`ThreadPoolBuilder::initializer`](crate::ThreadPoolBuilder::initializer): if it
+        /// fails (returns `Err` or panics), the pool is broken: queued tasks fail and later
+        /// submits are refused with [`Error::Broken`] saying `initializer failed: ` and why.
+        /// Rayon starts every thread at once, so every initializer runs when the pool is built,
+        /// in its threads.
+        ///
+        /// ```
+        /// use primepool::{Error, ExecutorExt, RayonExecutor};
+        ///
+        /// let pool = RayonExecutor::builder()
+        ///     .max_workers(2)
+        ///     .initializer(|| Err("no database connection"))
+        ///     .build()
+        ///     .unwrap();
+        /// let outcome = pool.submit(|x: u32| x, 1).and_then(|f| f.join());
+        /// assert!(matches!(outcome, Err(Error::Broken(why)) if why.contains("no database")));
+        /// ```
+        initializer;
     }
 
     /// Starts the pool's threads (rayon starts them all at once).

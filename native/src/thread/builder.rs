@@ -70,6 +70,39 @@ impl PoolOptions {
     }
 }
 
+/// The three setters of a builder that holds its [`PoolOptions`] as `options`, written once
+/// for the thread and rayon builders; each pool gives each setter its own doc comment (the
+/// pools differ in when threads start and initializers run).
+macro_rules! pool_option_setters {
+    (
+        $(#[$max_workers:meta])* max_workers;
+        $(#[$thread_name_prefix:meta])* thread_name_prefix;
+        $(#[$initializer:meta])* initializer;
+    ) => {
+        $(#[$max_workers])*
+        pub fn max_workers(mut self, max_workers: usize) -> Self {
+            self.options.max_workers = Some(max_workers);
+            self
+        }
+
+        $(#[$thread_name_prefix])*
+        pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+            self.options.thread_name_prefix = prefix.into();
+            self
+        }
+
+        $(#[$initializer])*
+        pub fn initializer<E: ::std::fmt::Display>(
+            mut self,
+            initializer: impl Fn() -> Result<(), E> + Send + Sync + 'static,
+        ) -> Self {
+            self.options.initializer = Some($crate::thread::builder::initializer(initializer));
+            self
+        }
+    };
+}
+pub(crate) use pool_option_setters;
+
 /// The prefix of worker thread names when none is given.
 pub const DEFAULT_THREAD_NAME_PREFIX: &str = "primepool-thread";
 
@@ -124,28 +157,17 @@ impl ThreadPoolBuilder {
         }
     }
 
-    /// The most threads the pool starts; zero is rejected by [`build`](Self::build).
-    pub fn max_workers(mut self, max_workers: usize) -> Self {
-        self.options.max_workers = Some(max_workers);
-        self
-    }
-
-    /// Worker threads are named `<prefix>_<index>` (index from 0, in start order), so they can
-    /// be told apart in a debugger, a profiler or a panic message.
-    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.options.thread_name_prefix = prefix.into();
-        self
-    }
-
-    /// Runs `initializer` once in each worker thread before its first task, to set up
-    /// per-thread state. If it fails (returns `Err` or panics), the pool is broken, as in
-    /// Python: pending and later tasks fail with [`Error::Broken`], whose text quotes the error.
-    pub fn initializer<E: fmt::Display>(
-        mut self,
-        initializer: impl Fn() -> Result<(), E> + Send + Sync + 'static,
-    ) -> Self {
-        self.options.initializer = Some(self::initializer(initializer));
-        self
+    pool_option_setters! {
+        /// The most threads the pool starts; zero is rejected by [`build`](Self::build).
+        max_workers;
+        /// Worker threads are named `<prefix>_<index>` (index from 0, in start order), so they
+        /// can be told apart in a debugger, a profiler or a panic message.
+        thread_name_prefix;
+        /// Runs `initializer` once in each worker thread before its first task, to set up
+        /// per-thread state. If it fails (returns `Err` or panics), the pool is broken, as in
+        /// Python: pending and later tasks fail with [`Error::Broken`], whose text quotes the
+        /// error.
+        initializer;
     }
 
     /// Makes the pool. No thread starts until work arrives.
