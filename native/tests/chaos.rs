@@ -66,10 +66,6 @@ fn zombies() -> Vec<u32> {
 
 #[test]
 fn sigkilled_workers_fail_only_the_tasks_they_held_and_the_pool_recovers() {
-    let rounds: u64 = std::env::var("PRIMEPOOL_SOAK")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
     let seed = std::env::var("PRIMEPOOL_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -79,7 +75,7 @@ fn sigkilled_workers_fail_only_the_tasks_they_held_and_the_pool_recovers() {
                 .map_or(1, |d| d.as_nanos() as u64)
                 | 1
         });
-    for round in 0..rounds {
+    for round in 0..support::soak_rounds() {
         chaos_round(seed.wrapping_add(round * 2));
     }
 }

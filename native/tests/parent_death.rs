@@ -139,7 +139,7 @@ fn kill_pool_process(scenario: &str) -> (Vec<u32>, Duration) {
         }
     };
     // Every process the pool process started, listed or not.
-    let started = children_of(guard.0.id());
+    let started = support::children_of(guard.0.id());
     assert!(
         listed.iter().all(|pid| started.contains(pid)),
         "{scenario}: listed workers {listed:?} are not all children of the pool process ({started:?})"
@@ -164,16 +164,6 @@ fn kill_pool_process(scenario: &str) -> (Vec<u32>, Duration) {
         "{scenario}: workers {alive:?} (of {started:?}) outlived their pool's process by {LIMIT:?}"
     );
     (started, took)
-}
-
-/// The children of `parent`, from `/proc`.
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| support::stat(pid).is_some_and(|(ppid, _)| ppid == parent))
-        .collect()
 }
 
 #[test]

@@ -59,24 +59,6 @@ fn threads_of_this_process() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
-fn children_of_this_process() -> Vec<u32> {
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let after_name = &stat[stat.rfind(')')? + 2..];
-                    after_name.split(' ').nth(1)?.parse::<u32>().ok()
-                })
-                == Some(me)
-        })
-        .collect()
-}
-
 /// Runs the scenario on one executor and checks every future.
 fn stress(name: &str, pool: Box<dyn Executor>) -> Tally {
     let started = Instant::now();
@@ -255,12 +237,8 @@ fn executors() -> Vec<(&'static str, Maker)> {
 
 #[test]
 fn every_backend_resolves_every_future_exactly_once_under_stress() {
-    let rounds: usize = std::env::var("PRIMEPOOL_SOAK")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
     let threads_before = threads_of_this_process();
-    for round in 0..rounds {
+    for round in 0..support::soak_rounds() {
         for (name, make) in executors() {
             let tally = stress(name, make());
             assert!(
@@ -268,8 +246,7 @@ fn every_backend_resolves_every_future_exactly_once_under_stress() {
                 "round {round} {name}: {tally:?}"
             );
             let deadline = Instant::now() + Duration::from_secs(5);
-            while (threads_of_this_process() > threads_before
-                || !children_of_this_process().is_empty())
+            while (threads_of_this_process() > threads_before || !support::children().is_empty())
                 && Instant::now() < deadline
             {
                 thread::sleep(Duration::from_millis(10));
@@ -280,7 +257,7 @@ fn every_backend_resolves_every_future_exactly_once_under_stress() {
                 "{name}: worker threads left behind"
             );
             assert_eq!(
-                children_of_this_process(),
+                support::children(),
                 Vec::<u32>::new(),
                 "{name}: child processes left behind"
             );

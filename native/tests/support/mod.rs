@@ -53,13 +53,28 @@ pub fn exited(pid: u32) -> bool {
 
 /// The pids of this process's children (zombies included), from `/proc`.
 pub fn children() -> Vec<u32> {
-    let me = std::process::id();
+    children_of(std::process::id())
+}
+
+/// The pids of the children of `parent` (zombies included), from `/proc`.
+pub fn children_of(parent: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| stat(pid).is_some_and(|(ppid, _)| ppid == me))
+        .filter(|&pid| stat(pid).is_some_and(|(ppid, _)| ppid == parent))
         .collect()
+}
+
+/// How many times a long scenario runs: `PRIMEPOOL_SOAK=N` (local soak runs), else once. A
+/// value that is not a whole number fails the test with a message rather than running once.
+pub fn soak_rounds() -> u64 {
+    match std::env::var("PRIMEPOOL_SOAK") {
+        Ok(n) => n
+            .parse()
+            .unwrap_or_else(|_| panic!("PRIMEPOOL_SOAK={n:?} is not a whole number of rounds")),
+        Err(_) => 1,
+    }
 }
 
 /// Waits up to `limit` for `condition`, polling.
