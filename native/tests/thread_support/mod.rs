@@ -78,6 +78,34 @@ impl Resolutions {
     }
 }
 
+/// Cancels every other future of `futures`, from the back: what each `cancel` returned.
+fn cancel_every_other_from_the_back<T>(futures: &[Future<T>]) -> Vec<bool> {
+    futures
+        .iter()
+        .rev()
+        .step_by(2)
+        .map(Future::cancel)
+        .collect()
+}
+
+/// Asserts that each future [`cancel_every_other_from_the_back`] cancelled (`cancelled`, what
+/// it returned) ended cancelled.
+fn assert_cancelled_where_cancel_said_so<T: Clone + std::fmt::Debug + PartialEq>(
+    futures: &[Future<T>],
+    cancelled: &[bool],
+    context: &str,
+) {
+    for (f, &was_cancelled) in futures.iter().rev().step_by(2).zip(cancelled) {
+        if was_cancelled {
+            assert_eq!(
+                f.result(Some(Duration::ZERO)),
+                Err(Error::Cancelled),
+                "{context}"
+            );
+        }
+    }
+}
+
 /// Submits a mix of single tasks and a chunked `map`, then races `Future::cancel` from another
 /// thread against `shutdown(cancel_futures = true)`, `iterations` times. Every future must end
 /// exactly once, as a result or cancelled, and `cancel() == true` must mean it ended cancelled.
@@ -100,19 +128,9 @@ pub fn cancel_races_shutdown(make: &dyn Fn() -> Box<dyn Executor>, iterations: u
         let chunk_resolutions = Resolutions::watch(&chunks);
         let (to_cancel, chunks_to_cancel) = (futures.clone(), chunks.clone());
         let canceller = std::thread::spawn(move || {
-            // Cancel from the back, every other one, while the pool shuts down.
-            let chunks_cancelled: Vec<bool> = chunks_to_cancel
-                .iter()
-                .rev()
-                .step_by(2)
-                .map(Future::cancel)
-                .collect();
-            let cancelled: Vec<bool> = to_cancel
-                .iter()
-                .rev()
-                .step_by(2)
-                .map(Future::cancel)
-                .collect();
+            // Chunks first, then single tasks, while the pool shuts down.
+            let chunks_cancelled = cancel_every_other_from_the_back(&chunks_to_cancel);
+            let cancelled = cancel_every_other_from_the_back(&to_cancel);
             (cancelled, chunks_cancelled)
         });
         let wait = iteration % 2 == 0;
@@ -121,24 +139,8 @@ pub fn cancel_races_shutdown(make: &dyn Fn() -> Box<dyn Executor>, iterations: u
         // Dropping the pool waits for its workers, whose callbacks have then all run.
         drop(pool);
         let context = format!("iteration {iteration}, wait {wait}");
-        for (f, was_cancelled) in futures.iter().rev().step_by(2).zip(cancelled) {
-            if was_cancelled {
-                assert_eq!(
-                    f.result(Some(Duration::ZERO)),
-                    Err(Error::Cancelled),
-                    "{context}"
-                );
-            }
-        }
-        for (chunk, was_cancelled) in chunks.iter().rev().step_by(2).zip(chunks_cancelled) {
-            if was_cancelled {
-                assert_eq!(
-                    chunk.result(Some(Duration::ZERO)),
-                    Err(Error::Cancelled),
-                    "{context}"
-                );
-            }
-        }
+        assert_cancelled_where_cancel_said_so(&futures, &cancelled, &context);
+        assert_cancelled_where_cancel_said_so(&chunks, &chunks_cancelled, &context);
         for f in &futures {
             match f.result(Some(Duration::ZERO)) {
                 Ok(_) | Err(Error::Cancelled) => {}
