@@ -25,7 +25,9 @@
 //!   same run so that every latency figure stands beside its floor: two processes of this
 //!   binary ping-ponging 8 bytes over a pair of pipes (`pipe/*`) and over a Unix socket pair
 //!   (`socketpair/*`, the process pool's channel), `unpinned` (the scheduler places both) and
-//!   `pinned` to different CPUs (`sched_setaffinity`); and two threads of one process
+//!   `pinned` to different CPUs (`sched_setaffinity`); over pipes whose readers wait awake
+//!   for up to 50 us before they sleep, as the process pool's threads do (`pipe_spinning/*`:
+//!   the floor of a round trip that crosses no wake-up); and two threads of one process
 //!   ping-ponging over blocking channels (`thread_channel`), the floor a thread pool's lone
 //!   task would pay if its workers slept in the kernel.
 //!
@@ -377,21 +379,79 @@ fn map_with_pool(c: &mut Criterion) {
 const ECHO_ENV: &str = "PRIMEPOOL_SUITE_ECHO";
 
 /// In the far end of a floor (started by [`Echo::start`]): sends every 8 bytes that arrive on
-/// stdin back on stdout, unbuffered, until end of file, then exits.
+/// stdin back on stdout, unbuffered, until end of file, then exits. With the variable set to
+/// `spin` it waits for each message as a [`read_spinning`] end does.
 fn echo_if_requested() {
-    if std::env::var_os(ECHO_ENV).is_none() {
+    let Some(mode) = std::env::var_os(ECHO_ENV) else {
         return;
-    }
+    };
     let raw = |fd: std::io::Result<OwnedFd>| File::from(fd.expect("a standard descriptor"));
     let mut input = raw(std::io::stdin().as_fd().try_clone_to_owned());
     let mut output = raw(std::io::stdout().as_fd().try_clone_to_owned());
+    let spinning = mode == "spin";
+    if spinning {
+        set_nonblocking(&input);
+    }
     let mut message = [0u8; 8];
-    while input.read_exact(&mut message).is_ok() {
-        if output.write_all(&message).is_err() {
+    loop {
+        let read = if spinning {
+            read_spinning(&mut input, &mut message)
+        } else {
+            input.read_exact(&mut message)
+        };
+        if read.is_err() || output.write_all(&message).is_err() {
             break;
         }
     }
     std::process::exit(0)
+}
+
+/// How long a spinning floor's ends wait awake before they sleep: the process pool's bound
+/// (`process::spin::SPIN_LIMIT`).
+const SPIN_LIMIT: Duration = Duration::from_micros(50);
+
+/// Makes reads of `file` return `WouldBlock` instead of waiting.
+fn set_nonblocking(file: &File) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is open for the borrow of `file`; F_GETFL/F_SETFL only read and set its
+    // status flags.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    assert!(ok, "cannot make a floor's pipe non-blocking");
+}
+
+/// Fills `buf` from the non-blocking `file` the way the process pool's threads wait: reads
+/// that do not wait, yielding between them, for up to [`SPIN_LIMIT`], then `poll`.
+fn read_spinning(file: &mut File, buf: &mut [u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let start = Instant::now();
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if start.elapsed() < SPIN_LIMIT {
+                    std::hint::spin_loop();
+                    std::thread::yield_now();
+                } else {
+                    let mut fd = libc::pollfd {
+                        fd: file.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: `fd` is one valid, exclusively borrowed `pollfd`.
+                    unsafe { libc::poll(&mut fd, 1, -1) };
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Which kernel object a floor's two processes talk over.
@@ -399,6 +459,9 @@ fn echo_if_requested() {
 enum Channel {
     /// Two pipes, one per direction.
     Pipe,
+    /// Two pipes whose readers wait awake for a moment before they sleep ([`read_spinning`]),
+    /// as the process pool's threads do: the floor of a round trip without wake-ups.
+    SpinningPipe,
     /// One Unix stream socket pair, the process pool's channel.
     SocketPair,
 }
@@ -408,14 +471,18 @@ struct Echo {
     child: Child,
     to: File,
     from: File,
+    spinning: bool,
 }
 
 impl Echo {
     fn start(channel: Channel) -> Echo {
         let mut command = Command::new(std::env::current_exe().expect("the bench's own path"));
-        command.env(ECHO_ENV, "1").stderr(Stdio::inherit());
+        let spinning = matches!(channel, Channel::SpinningPipe);
+        command
+            .env(ECHO_ENV, if spinning { "spin" } else { "1" })
+            .stderr(Stdio::inherit());
         match channel {
-            Channel::Pipe => {
+            Channel::Pipe | Channel::SpinningPipe => {
                 let mut child = command
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
@@ -423,7 +490,15 @@ impl Echo {
                     .expect("starting the echo process");
                 let to = File::from(OwnedFd::from(child.stdin.take().expect("piped stdin")));
                 let from = File::from(OwnedFd::from(child.stdout.take().expect("piped stdout")));
-                Echo { child, to, from }
+                if spinning {
+                    set_nonblocking(&from);
+                }
+                Echo {
+                    child,
+                    to,
+                    from,
+                    spinning,
+                }
             }
             Channel::SocketPair => {
                 let (ours, theirs) = UnixStream::pair().expect("a socket pair");
@@ -439,6 +514,7 @@ impl Echo {
                     child,
                     to,
                     from: File::from(ours),
+                    spinning,
                 }
             }
         }
@@ -449,9 +525,12 @@ impl Echo {
         self.to
             .write_all(message)
             .expect("writing to the echo process");
-        self.from
-            .read_exact(message)
-            .expect("reading from the echo process");
+        if self.spinning {
+            read_spinning(&mut self.from, message)
+        } else {
+            self.from.read_exact(message)
+        }
+        .expect("reading from the echo process");
     }
 }
 
@@ -498,7 +577,11 @@ fn two_cpus() -> Option<(usize, usize)> {
 fn floors(c: &mut Criterion) {
     let mut group = short_group(c, "floor_round_trip");
     let cpus = two_cpus();
-    for (name, channel) in [("pipe", Channel::Pipe), ("socketpair", Channel::SocketPair)] {
+    for (name, channel) in [
+        ("pipe", Channel::Pipe),
+        ("socketpair", Channel::SocketPair),
+        ("pipe_spinning", Channel::SpinningPipe),
+    ] {
         let mut echo = Echo::start(channel);
         let mut message = *b"primepoo";
         group.bench_function(BenchmarkId::new(name, "unpinned"), |b| {

@@ -145,6 +145,39 @@ fn terminate_stops_a_running_task_and_a_fresh_worker_takes_over() {
     assert!(!stuck.terminate(), "a finished future cannot be terminated");
 }
 
+/// A worker's main thread reads its channel between jobs and hands it to the control thread
+/// while a long job runs: after each hand-over both ways, lone tasks still come back right
+/// from the same worker, and a terminate still reaches a running task.
+#[test]
+fn the_channel_changes_hands_around_long_tasks_and_terminate_still_reaches_them() {
+    let pool = support::pool(1);
+    let worker = pool.submit(pid, ()).unwrap().result(WAIT).unwrap();
+    for round in 0..3u64 {
+        for x in 0..20u64 {
+            let got = pool.submit(square, x + round).unwrap().result(WAIT);
+            assert_eq!(
+                got,
+                Ok((x + round) * (x + round)),
+                "round {round}, task {x}"
+            );
+        }
+        // Long enough for the control thread to take the channel over.
+        let long = pool.submit(sleep_then_pid, 30).unwrap().result(WAIT);
+        assert_eq!(long, Ok(worker), "round {round}: the same worker ran it");
+    }
+    let stuck = pool.submit(sleep_then_pid, 60_000).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(stuck.terminate());
+    match stuck.result(WAIT) {
+        Err(Error::Terminated(why)) => assert!(why.contains("terminate"), "{why}"),
+        other => panic!("expected terminated, got {other:?}"),
+    }
+    assert!(support::exited(worker));
+    for x in 0..20u64 {
+        assert_eq!(pool.submit(square, x).unwrap().result(WAIT), Ok(x * x));
+    }
+}
+
 #[test]
 fn terminating_a_task_queued_in_a_worker_drops_it_without_killing_the_worker() {
     let pool = support::pool(1);

@@ -32,6 +32,7 @@ use super::remote::{
     skipped_error, Ending, Fill, Phase, Remote, StopReason, BUDGET, MAX_STARTUP_FAILURES,
 };
 use super::spawn;
+use super::spin::Spin;
 use super::state::{
     encode_run, fail_all, terminator, Config, Direct, Failures, Lane, Queued, Shared, State, Ticket,
 };
@@ -85,6 +86,11 @@ struct Io {
     last_sweep: Instant,
     /// When a job last went to a worker: lanes are published for a while after it.
     last_work: Instant,
+    /// How long this thread waits awake for answers before it sleeps (see `spin`).
+    spin: Spin,
+    /// The last job sent went through a lane (a lone job): a loop of lone round trips is on,
+    /// whose answers this thread waits for awake.
+    lone: bool,
 }
 
 impl Drop for Io {
@@ -114,6 +120,8 @@ impl Io {
             retry_spawn_at: None,
             last_sweep: Instant::now(),
             last_work: Instant::now(),
+            spin: Spin::default(),
+            lone: false,
         }
     }
 
@@ -136,6 +144,7 @@ impl Io {
         let now = Instant::now();
         let mut failures = Failures::new();
         let timeout;
+        let light;
         let shared = Arc::clone(&self.shared);
         {
             let mut state = shared.lock();
@@ -157,6 +166,13 @@ impl Io {
                 return false;
             }
             timeout = self.poll_timeout(&state, now);
+            // Lone jobs through lanes: an answer (or, with the lanes out, the next lone job's)
+            // is expected within microseconds, so this thread waits for it awake for a moment.
+            // Never while jobs go out in batches, where a spinning thread would take a CPU
+            // from the threads that do the work.
+            light = self.lone
+                && state.queue.is_empty()
+                && self.workers.iter().all(|w| w.in_flight.len() <= 1);
             state.sleeping = true;
         }
         fail_all(failures);
@@ -172,7 +188,7 @@ impl Io {
                 Some(Duration::ZERO)
             }
         };
-        self.wait_and_read(timeout);
+        self.wait_and_read(timeout, light);
         self.reap(Instant::now());
         true
     }
@@ -242,8 +258,9 @@ impl Io {
                 continue;
             }
             self.last_work = now;
+            self.lone = false;
             let worker = &mut self.workers[i];
-            let calls = match encode_run(&mut job, id, config, worker.outbox()) {
+            let calls = match encode_run(&mut job, id, config, false, worker.outbox()) {
                 Ok(Some(calls)) => calls,
                 Ok(None) => continue, // its future was cancelled
                 Err(e) => {
@@ -420,8 +437,9 @@ impl Io {
     }
 
     /// Sleeps until a channel or the waker is ready (or the timeout), then reads every
-    /// readable channel.
-    fn wait_and_read(&mut self, timeout: Option<Duration>) {
+    /// readable channel. With only lone jobs about (`light`), it first waits awake for as long
+    /// as its [`Spin`] allows: an answer that comes meanwhile needs no wake-up.
+    fn wait_and_read(&mut self, timeout: Option<Duration>, light: bool) {
         let mut fds = Vec::with_capacity(self.workers.len() + 1);
         fds.push(sys::readable(self.wake_rx.as_raw_fd()));
         let mut index = Vec::with_capacity(self.workers.len());
@@ -442,7 +460,30 @@ impl Io {
         }
         let streams = fds.len();
         fds.extend(exits);
-        let ready = sys::poll(&mut fds, timeout).unwrap_or(0);
+        let since = Instant::now();
+        let spun = (light && timeout != Some(Duration::ZERO))
+            .then(|| {
+                self.spin.run(since, || {
+                    sys::poll(&mut fds, Some(Duration::ZERO))
+                        .ok()
+                        .filter(|&n| n > 0)
+                })
+            })
+            .flatten();
+        let ready = match spun {
+            Some(n) => n,
+            None => {
+                let left = timeout.map(|t| t.saturating_sub(since.elapsed()));
+                sys::poll(&mut fds, left).unwrap_or(0)
+            }
+        };
+        if light {
+            self.spin.arrived(if ready > 0 {
+                since.elapsed()
+            } else {
+                Duration::MAX
+            });
+        }
         fds.truncate(streams);
         {
             let shared = Arc::clone(&self.shared);
@@ -478,6 +519,7 @@ impl Io {
         }
         let now = Instant::now();
         self.last_work = now;
+        self.lone = true;
         for Direct {
             pid,
             id,

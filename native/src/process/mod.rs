@@ -69,6 +69,7 @@ mod io;
 pub(crate) mod protocol;
 mod remote;
 mod spawn;
+mod spin;
 mod state;
 mod sys;
 mod worker;

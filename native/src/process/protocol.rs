@@ -73,6 +73,9 @@ pub(crate) enum ToWorker<'a> {
         func: u64,
         /// How long the worker may spend on the whole job, in microseconds.
         timeout_us: Option<u64>,
+        /// A lone job (sent through a lane): the next one is likely to follow its answer at
+        /// once, so the worker waits for it awake for a moment (see `process::spin`).
+        lone: bool,
         /// The encoded arguments (`Job::encode_args`).
         #[serde(borrow)]
         args: Bytes<'a>,
@@ -183,6 +186,7 @@ mod tests {
                 trampoline: u64::MAX,
                 func: 12,
                 timeout_us: Some(5),
+                lone: true,
                 args: Bytes(&args),
             },
             &mut Vec::new(),

@@ -256,7 +256,7 @@ impl Shared {
         let id = state.next_id;
         state.next_id += 1;
         let mut frame = Vec::new();
-        let calls = match encode_run(&mut job, id, &self.config, &mut frame) {
+        let calls = match encode_run(&mut job, id, &self.config, true, &mut frame) {
             Ok(Some(calls)) => calls,
             // Its future was cancelled: nothing to send.
             Ok(None) => return Ok(()),
@@ -333,12 +333,14 @@ impl Shared {
     }
 }
 
-/// Starts `job` (id `id`) and appends its `Run` frame to `out`: the number of calls it makes,
+/// Starts `job` (id `id`) and appends its `Run` frame to `out` (`lone`: it goes through a
+/// lane): the number of calls it makes,
 /// `None` if its future was cancelled (nothing to send), or the error the job must fail with.
 pub(super) fn encode_run(
     job: &mut Job,
     id: u64,
     config: &Config,
+    lone: bool,
     out: &mut Vec<u8>,
 ) -> Result<Option<u32>, Error> {
     let calls = job.start();
@@ -356,6 +358,7 @@ pub(super) fn encode_run(
         timeout_us: config
             .task_timeout
             .map(|t| saturating_micros(t.saturating_mul(calls))),
+        lone,
         args: Bytes(&args),
     };
     write_frame(out, &run, MAX_FRAME_LEN)

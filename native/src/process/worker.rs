@@ -1,11 +1,16 @@
 //! The worker side: what [`run_worker_if_requested`] does in a process started by a pool.
 //!
-//! Two threads. The *control* thread reads the channel: it queues jobs, answers `Terminate`,
-//! enforces per-job timeouts, and ends the process as soon as the channel reaches end-of-file
-//! (the pool closed it, or the pool's process died: that is how workers never outlive their
-//! pool, on every Unix, even in the middle of a task). The *main* thread runs the jobs in
-//! order and writes each answer before it starts the next job, so that when a worker dies the
-//! pool knows exactly which job it was running: the oldest one not answered.
+//! Two threads. The *main* thread runs the jobs in order and writes each answer before it
+//! starts the next job, so that when a worker dies the pool knows exactly which job it was
+//! running: the oldest one not answered. Between jobs it reads the channel itself (awake for
+//! a moment, then asleep in `poll`), so a job sent to an idle worker reaches the thread that
+//! runs it with at most one wake-up, none when it comes soon after the last answer. The
+//! *control* thread reads the channel while a job runs longer than [`WATCH_AFTER`] (and for
+//! good once jobs have timeouts, which it enforces): it queues jobs, answers `Terminate` and
+//! `Revoke`, and ends the process as soon as the channel reaches end-of-file (the pool closed
+//! it, or the pool's process died: that is how workers never outlive their pool, on every
+//! Unix, even in the middle of a task). Exactly one of the two reads at a time: whose turn it
+//! is lives in the [`Inbox`], under its lock.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -22,6 +27,7 @@ use super::frame::{write_frame, FrameReader, MAX_FRAME_LEN};
 use super::image;
 use super::protocol::{self, Bytes, FromWorker, ToWorker};
 use super::spawn::{WorkerEnv, ENV};
+use super::spin::Spin;
 use super::sys;
 use crate::sync;
 
@@ -42,6 +48,10 @@ const EXIT_USAGE: i32 = 64;
 
 /// How often the control thread checks the running job's timeout, when jobs have one.
 const TICK: Duration = Duration::from_millis(5);
+/// After how long a running job has the control thread read the channel while it runs (see
+/// [`control_loop`]); until then what arrives waits for the main thread, which reads it as
+/// soon as the job is done.
+const WATCH_AFTER: Duration = Duration::from_millis(1);
 
 /// Call this first thing in `main`. In a worker process started by a
 /// [`ProcessPoolExecutor`](super::ProcessPoolExecutor) it serves the pool and then exits the
@@ -131,6 +141,8 @@ pub(super) fn pool_refused_in_worker() -> Option<String> {
 /// A job queued in the worker.
 struct Run {
     id: u64,
+    /// Sent through a lane: the next job is likely to follow the answer at once.
+    lone: bool,
     trampoline: u64,
     func: u64,
     timeout: Option<Duration>,
@@ -148,14 +160,30 @@ struct Current {
 struct Inbox {
     queue: VecDeque<Run>,
     current: Option<Current>,
-    /// The main thread is asleep waiting for a job (only then is a wake-up needed).
+    /// The main thread is asleep waiting for the control thread to queue a job (only then is
+    /// a wake-up needed).
     idle: bool,
+    /// The control thread reads the channel; otherwise the main thread does, between jobs.
+    control_reads: bool,
+    /// A job had a timeout: the control thread reads the channel for good, watching the clock.
+    timeouts: bool,
+    /// The main thread is asleep in `poll` on the channel, so nothing runs.
+    main_polling: bool,
+    /// The control thread is asleep without a timeout (it must be woken when a job starts).
+    control_parked: bool,
 }
 
 struct Worker {
     inbox: Mutex<Inbox>,
     job_arrived: Condvar,
+    /// Wakes the control thread: a job started while it slept without a timeout, or it must
+    /// read the channel now.
+    control_wake: Condvar,
     out: Mutex<UnixStream>,
+    /// The channel, for reading: by one thread at a time (whose turn it is, see [`Inbox`]).
+    channel: UnixStream,
+    /// Frames read and not yet taken in.
+    reader: Mutex<FrameReader>,
 }
 
 impl Worker {
@@ -219,7 +247,10 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
     let worker = Arc::new(Worker {
         inbox: Mutex::new(Inbox::default()),
         job_arrived: Condvar::new(),
+        control_wake: Condvar::new(),
         out: Mutex::new(stream.try_clone()?),
+        channel: stream,
+        reader: Mutex::new(FrameReader::new(MAX_FRAME_LEN)),
     });
 
     let ours = image::identity();
@@ -240,7 +271,7 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
     let Some(offset) = env.initializer else {
         // Nothing to run first: both greetings in one write.
         worker.send_all(&[FromWorker::Hello, FromWorker::Ready])?;
-        return serve_jobs(worker, stream);
+        return serve_jobs(worker);
     };
     worker.send(&FromWorker::Hello)?;
     // SAFETY: the pool made `offset` with `image::to_offset` from a `fn()` (the builder's
@@ -252,24 +283,17 @@ fn serve(env: WorkerEnv) -> io::Result<i32> {
         return Ok(EXIT_INIT_FAILED);
     }
     worker.send(&FromWorker::Ready)?;
-    serve_jobs(worker, stream)
+    serve_jobs(worker)
 }
 
-/// Starts the control thread, then runs jobs on this one.
-///
-/// The pool sends work to a worker before it is up, so the first jobs are usually waiting in
-/// the channel by now: this thread takes them in first (one read that does not wait), so the
-/// first job starts without waiting for the control thread to start and hand it over.
-fn serve_jobs(worker: Arc<Worker>, stream: UnixStream) -> io::Result<i32> {
-    let mut reader = FrameReader::new(MAX_FRAME_LEN);
-    // End of file is seen again by the control thread, which ends the process.
-    read_now(&mut reader, &stream)?;
-    let timeouts = take_in(&worker, &mut reader);
+/// Starts the control thread, then runs jobs on this one (which reads the channel first: the
+/// jobs the pool sent before the worker was up start without waiting for the control thread).
+fn serve_jobs(worker: Arc<Worker>) -> io::Result<i32> {
     let control = Arc::clone(&worker);
     std::thread::Builder::new()
         .name("primepool-worker-control".into())
         .stack_size(256 * 1024)
-        .spawn(move || control_loop(&control, stream, reader, timeouts))?;
+        .spawn(move || control_loop(&control))?;
     run_jobs(&worker)
 }
 
@@ -278,31 +302,11 @@ fn serve_jobs(worker: Arc<Worker>, stream: UnixStream) -> io::Result<i32> {
 /// job while busy), so a crash never loses an answer and the pool knows which job crashed.
 fn run_jobs(worker: &Worker) -> io::Result<i32> {
     let mut pending = Vec::new();
+    let mut spin = Spin::default();
+    let mut lone = false;
     loop {
-        let run = {
-            let mut inbox = worker.inbox();
-            loop {
-                if let Some(run) = inbox.queue.pop_front() {
-                    inbox.current = Some(Current {
-                        id: run.id,
-                        started: Instant::now(),
-                        timeout: run.timeout,
-                    });
-                    break run;
-                }
-                if !pending.is_empty() {
-                    // Nothing to start: the last answer goes out alone.
-                    drop(inbox);
-                    worker.write(&pending)?;
-                    pending.clear();
-                    inbox = worker.inbox();
-                    continue;
-                }
-                inbox.idle = true;
-                inbox = sync::wait(&worker.job_arrived, inbox);
-                inbox.idle = false;
-            }
-        };
+        let run = next_job(worker, &mut pending, &mut spin, lone)?;
+        lone = run.lone;
         let id = run.id;
         write_frame(&mut pending, &FromWorker::Started { id }, MAX_FRAME_LEN)
             .map_err(io::Error::other)?;
@@ -345,38 +349,140 @@ fn run_jobs(worker: &Worker) -> io::Result<i32> {
     }
 }
 
-/// The control thread: reads the channel until it closes, then ends the process. `reader`
-/// holds what was read before it started; `timeouts` says whether those jobs have timeouts.
-///
-/// It sleeps in `poll` for input, then reads without waiting. (A thread asleep in a blocking
-/// `read` of the socket would also be woken, for nothing, each time the pool drains an answer
-/// this worker wrote: the kernel's "room to write" wake-up reaches every sleeper on the
-/// socket, while `poll` filters it out. That was one wasted wake-up per job.)
-fn control_loop(worker: &Worker, stream: UnixStream, mut reader: FrameReader, timeouts: bool) -> ! {
-    let mut ticking = timeouts;
+/// The main thread's next job, marked as the current one. The last answer (`pending`) goes
+/// out first whenever nothing is queued. While the control thread does not read the channel,
+/// this thread reads it itself; after a lone job (`lone`) awake for a moment first (`spin`),
+/// so that a job sent right after the answer is taken without a wake-up, then asleep in
+/// `poll`. (After jobs sent in batches it does not spin: there the CPU is better left to the
+/// threads that produce the work.)
+fn next_job(
+    worker: &Worker,
+    pending: &mut Vec<u8>,
+    spin: &mut Spin,
+    lone: bool,
+) -> io::Result<Run> {
+    let mut idle_since = None;
     loop {
+        let mut inbox = worker.inbox();
+        if let Some(run) = inbox.queue.pop_front() {
+            inbox.current = Some(Current {
+                id: run.id,
+                started: Instant::now(),
+                timeout: run.timeout,
+            });
+            drop(inbox);
+            if let Some(since) = idle_since.filter(|_| lone) {
+                spin.arrived(Instant::now() - since);
+            }
+            return Ok(run);
+        }
+        if !pending.is_empty() {
+            // Nothing to start: the last answer goes out alone.
+            drop(inbox);
+            worker.write(pending)?;
+            pending.clear();
+            continue;
+        }
+        if inbox.control_reads {
+            inbox.idle = true;
+            inbox = sync::wait(&worker.job_arrived, inbox);
+            inbox.idle = false;
+            continue;
+        }
+        drop(inbox);
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        let ready = || {
+            read_channel(worker);
+            let inbox = worker.inbox();
+            (!inbox.queue.is_empty() || inbox.control_reads).then_some(())
+        };
+        if lone && spin.run(since, ready).is_some() {
+            continue;
+        }
+        if !lone {
+            // What came while the job ran, before sleeping.
+            read_channel(worker);
+            let inbox = worker.inbox();
+            if !inbox.queue.is_empty() || inbox.control_reads {
+                continue;
+            }
+        }
+        // Nothing came soon: sleep until something does. The control thread, which watches
+        // the clock for a running job, need not while nothing runs.
+        worker.inbox().main_polling = true;
+        let polled = sys::poll(&mut [sys::readable(worker.channel.as_raw_fd())], None);
+        {
+            let mut inbox = worker.inbox();
+            inbox.main_polling = false;
+            if inbox.control_parked {
+                worker.control_wake.notify_one();
+            }
+        }
+        polled.map_err(|e| io::Error::other(format!("waiting for the channel: {e}")))?;
+        read_channel(worker);
+    }
+}
+
+/// The control thread. While the main thread runs short jobs it only watches the clock; once
+/// a job has run for [`WATCH_AFTER`] (or jobs have timeouts) it reads the channel for the
+/// main thread, so that `Terminate`, `Revoke` and end of file (the pool closed the channel or
+/// its process died: the worker then ends at once, even in the middle of a task) are acted on
+/// while the job runs; the main thread takes the channel back after the long job.
+fn control_loop(worker: &Worker) -> ! {
+    loop {
+        await_reading(worker);
+        read_for_main(worker);
+    }
+}
+
+/// Sleeps until the control thread must read the channel: a job has run for [`WATCH_AFTER`],
+/// or jobs have timeouts. While the main thread sleeps in `poll` (nothing runs) it sleeps
+/// without a timeout; the main thread wakes it when it leaves `poll`.
+fn await_reading(worker: &Worker) {
+    let mut inbox = worker.inbox();
+    loop {
+        if inbox.control_reads {
+            return;
+        }
+        let running = inbox.current.as_ref().map(|c| c.started.elapsed());
+        if running.is_some_and(|t| t >= WATCH_AFTER) {
+            inbox.control_reads = true;
+            return;
+        }
+        if inbox.main_polling {
+            inbox.control_parked = true;
+            inbox = sync::wait(&worker.control_wake, inbox);
+            inbox.control_parked = false;
+        } else {
+            let left = WATCH_AFTER - running.unwrap_or_default();
+            inbox = worker
+                .control_wake
+                .wait_timeout(inbox, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Reads the channel in the control thread's turn: sleeps in `poll` for input, then reads
+/// without waiting. It hands the channel back to the main thread once no long job runs (for
+/// good only with jobs that have timeouts, whose clock it watches every [`TICK`]).
+///
+/// (A thread asleep in a blocking `read` of the socket would also be woken, for nothing, each
+/// time the pool drains an answer this worker wrote: the kernel's "room to write" wake-up
+/// reaches every sleeper on the socket, while `poll` filters it out.)
+fn read_for_main(worker: &Worker) {
+    loop {
+        let ticking = worker.inbox().timeouts;
         if let Err(e) = sys::poll(
-            &mut [sys::readable(stream.as_raw_fd())],
+            &mut [sys::readable(worker.channel.as_raw_fd())],
             ticking.then_some(TICK),
         ) {
             fail(&format!("waiting for the channel: {e}"));
         }
-        match read_now(&mut reader, &stream) {
-            // The pool closed the channel, or its process is gone: nothing left to serve.
-            Ok(true) => std::process::exit(if reader.finish().is_ok() {
-                0
-            } else {
-                EXIT_PROTOCOL
-            }),
-            Ok(false) => {}
-            // The pool closed its end before reading all we sent (at shutdown, a greeting or
-            // an answer it no longer needs): an ordinary end too.
-            Err(e) if sys::peer_gone(&e) => std::process::exit(0),
-            Err(e) => fail(&format!("reading the channel: {e}")),
-        }
-        ticking |= take_in(worker, &mut reader);
-        if ticking {
-            let inbox = worker.inbox();
+        read_channel(worker);
+        let mut inbox = worker.inbox();
+        if inbox.timeouts {
             if let Some(current) = &inbox.current {
                 if current
                     .timeout
@@ -385,6 +491,46 @@ fn control_loop(worker: &Worker, stream: UnixStream, mut reader: FrameReader, ti
                     worker.stop(current.id, true);
                 }
             }
+            continue;
+        }
+        let long_job = inbox
+            .current
+            .as_ref()
+            .is_some_and(|c| c.started.elapsed() >= WATCH_AFTER);
+        if !long_job {
+            inbox.control_reads = false;
+            if inbox.idle {
+                worker.job_arrived.notify_one();
+            }
+            return;
+        }
+    }
+}
+
+/// Reads what the channel holds now, without waiting, and acts on it (see [`take_in`]); ends
+/// the process at end of file. Only the thread whose turn it is to read calls it.
+fn read_channel(worker: &Worker) {
+    let mut reader = sync::lock(&worker.reader);
+    match read_now(&mut reader, &worker.channel) {
+        // The pool closed the channel, or its process is gone: nothing left to serve.
+        Ok(true) => std::process::exit(if reader.finish().is_ok() {
+            0
+        } else {
+            EXIT_PROTOCOL
+        }),
+        Ok(false) => {}
+        // The pool closed its end before reading all we sent (at shutdown, a greeting or an
+        // answer it no longer needs): an ordinary end too.
+        Err(e) if sys::peer_gone(&e) => std::process::exit(0),
+        Err(e) => fail(&format!("reading the channel: {e}")),
+    }
+    if take_in(worker, &mut reader) {
+        let mut inbox = worker.inbox();
+        if !inbox.timeouts {
+            // The clock must be watched from now on: that is the control thread's job.
+            inbox.timeouts = true;
+            inbox.control_reads = true;
+            worker.control_wake.notify_one();
         }
     }
 }
@@ -423,11 +569,13 @@ fn take_in(worker: &Worker, reader: &mut FrameReader) -> bool {
                 trampoline,
                 func,
                 timeout_us,
+                lone,
                 args,
             }) => {
                 timeouts |= timeout_us.is_some();
                 batch.push(Run {
                     id,
+                    lone,
                     trampoline,
                     func,
                     timeout: timeout_us.map(Duration::from_micros),

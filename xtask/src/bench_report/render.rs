@@ -266,8 +266,8 @@ pub fn targets(figures: &Figures) -> Vec<Target> {
     out
 }
 
-/// The criterion id of a floor: `channel` is `pipe`, `socketpair` or `thread_channel`,
-/// `placement` is `unpinned` or `pinned`.
+/// The criterion id of a floor: `channel` is `pipe`, `pipe_spinning`, `socketpair` or
+/// `thread_channel`, `placement` is `unpinned` or `pinned`.
 fn floor(figures: &Figures, channel: &str, placement: &str) -> Option<f64> {
     figures
         .criterion
@@ -308,11 +308,12 @@ fn latency_targets(figures: &Figures) -> Vec<Target> {
             true,
             |r| {
                 format!(
-                    "{} ({} vs {}; over a socket pair {})",
+                    "{} ({} vs {}; over a socket pair {}; pipes with spinning readers {})",
                     times(r),
                     opt_secs(process),
                     opt_secs(pipe),
-                    opt_secs(floor(figures, "socketpair", "unpinned"))
+                    opt_secs(floor(figures, "socketpair", "unpinned")),
+                    opt_secs(floor(figures, "pipe_spinning", "unpinned"))
                 )
             },
         ),
@@ -346,9 +347,12 @@ fn latency_table(md: &mut String, figures: &Figures) {
         "One message there and back, one at a time, medians of the same run. The floors are \
          what the machine charges: two processes of the suite's binary ping-ponging 8 bytes \
          (`unpinned`: wherever the scheduler puts them; `pinned`: `sched_setaffinity` to two \
-         different CPUs), and two threads of one process ping-ponging over blocking channels. \
-         On a VM a wake-up across CPUs costs far more than one on the same CPU, so the \
-         unpinned floor depends on where the scheduler put the two ends.\n"
+         different CPUs), the same over pipes whose readers wait awake (non-blocking reads, \
+         yielding) for up to 50 us before they sleep in `poll`, as the process pool's threads \
+         do (the floor of a round trip that crosses no wake-up), and two threads of one \
+         process ping-ponging over blocking channels. On a VM a wake-up across CPUs costs far \
+         more than one on the same CPU, so the unpinned floor depends on where the scheduler \
+         put the two ends.\n"
     );
     let _ = writeln!(
         md,
@@ -358,11 +362,17 @@ fn latency_table(md: &mut String, figures: &Figures) {
     let cpy_floor = cpy(figures, |c| c.round_trip_pipe_floor.as_ref());
     // (round trip, unpinned, pinned, its floor)
     type LatencyRow<'a> = (&'a str, Option<f64>, Option<f64>, Option<f64>);
-    let rows: [LatencyRow<'_>; 9] = [
+    let rows: [LatencyRow<'_>; 10] = [
         (
             "floor: 2 processes, pipes",
             pipe,
             floor(figures, "pipe", "pinned"),
+            None,
+        ),
+        (
+            "floor: 2 processes, pipes, each reader awake up to 50 us before it sleeps",
+            floor(figures, "pipe_spinning", "unpinned"),
+            floor(figures, "pipe_spinning", "pinned"),
             None,
         ),
         (
