@@ -3,14 +3,13 @@
 //! running, and bad input (a malformed URL, a refused connection, no server binary), each a
 //! clear error with a non-zero exit, never a panic or a hang.
 
-#[path = "../../native/tests/nats_support/mod.rs"]
-mod nats_support;
 mod support;
 
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
+use primepool::test_support::nats::NatsServer;
 use serde_json::Value;
 
 use support::{bench_json, outputs, primepool, reference_seed_outputs};
@@ -88,7 +87,7 @@ fn bench_starts_a_local_server_and_workers_and_matches_serial() {
 
 #[test]
 fn bench_connects_to_running_workers_and_they_stop_cleanly_on_sigterm() {
-    let server = nats_support::NatsServer::start();
+    let server = NatsServer::start().expect("a local nats-server");
     let url = server.url();
     let mut workers = [worker(&url), worker(&url)];
     check_cluster_report(&bench_json(&[
@@ -120,7 +119,7 @@ fn bench_connects_to_running_workers_and_they_stop_cleanly_on_sigterm() {
 
 #[test]
 fn bench_with_too_few_workers_connected_says_so_after_its_wait() {
-    let server = nats_support::NatsServer::start();
+    let server = NatsServer::start().expect("a local nats-server");
     let url = server.url();
     let stderr = clear_failure(&[
         "bench",

@@ -17,13 +17,10 @@
 //! its own cluster worker: `main` calls `run_worker_if_requested` before anything else, and
 //! the workers are started with `PRIMEPOOL_CLUSTER_WORKER` set.
 
-#[path = "../tests/nats_support/mod.rs"]
-mod nats_support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nats_support::Worker;
+use primepool::test_support::nats::{NatsServer, Worker};
 use primepool::workload::{noop, seed_count_prime};
 use primepool::{ClusterExecutor, Executor, ExecutorExt, SerialExecutor};
 use primepool_core::report::Stats;
@@ -42,7 +39,8 @@ fn slow_double((dir, n): (String, u32)) -> u32 {
 
 /// One worker process of this binary with one slot (its `main` enters the worker at once).
 fn spawn_worker(url: &str) -> Worker {
-    Worker::spawn(url, 1)
+    let exe = std::env::current_exe().expect("the bench's path");
+    Worker::spawn_command(std::process::Command::new(exe), url, 1).expect("a worker")
 }
 
 /// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`; 0 when unknown.
@@ -77,7 +75,7 @@ struct Usage {
 }
 
 impl Usage {
-    fn now(server: &nats_support::NatsServer, workers: &[Worker]) -> Usage {
+    fn now(server: &NatsServer, workers: &[Worker]) -> Usage {
         let (msgs_in, msgs_out) = server.messages().unwrap_or_default();
         Usage {
             server_s: cpu_s(&server.pid().to_string()),
@@ -192,7 +190,7 @@ fn main() {
     // The workers this bench starts are this binary with PRIMEPOOL_CLUSTER_WORKER set.
     primepool::run_worker_if_requested();
     let quick = std::env::args().any(|a| a == "--quick");
-    let server = nats_support::NatsServer::start();
+    let server = NatsServer::start().expect("a local nats-server");
     let url = server.url();
     let mut workers: Vec<Worker> = (0..WORKERS).map(|_| spawn_worker(&url)).collect();
     let client = ClusterExecutor::builder()
@@ -257,7 +255,7 @@ fn main() {
  "seed_outputs_equal": {equal},
  "kill_recovery": {},
  "cost": {{"submit_noop": {submit_cost}, "seed_cluster_per_value": {seed_cost}}}}}"#,
-        server.version(),
+        server.version().unwrap_or_default(),
         LEASE.as_secs_f64(),
         summary(&submits)
             .trim_start_matches('{')

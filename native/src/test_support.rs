@@ -45,6 +45,10 @@
 //! what the macro's test runs (add a backend's worker check there), and [`worker_command`] is
 //! the program and arguments that reach it.
 //!
+//! With the `cluster` feature, [`nats`] adds what a test of code using
+//! [`ClusterExecutor`](crate::ClusterExecutor) needs: a scratch `nats-server -js` on a free
+//! port, and cluster workers running this test binary through the same entry point.
+//!
 //! [`ProcessPoolExecutor::new`]: crate::ProcessPoolExecutor::new
 
 #[cfg(unix)]
@@ -58,6 +62,9 @@ use std::sync::OnceLock;
 
 #[cfg(unix)]
 use crate::{Error, ProcessPoolBuilder, ProcessPoolExecutor};
+
+#[cfg(all(unix, feature = "cluster"))]
+pub mod nats;
 
 /// The name of the test that [`test_support!`](crate::test_support!) adds. The harness is
 /// given it as a filter (a substring of the full test path), so the macro may sit in any

@@ -7,7 +7,7 @@ mod nats_support;
 
 use std::time::{Duration, Instant};
 
-use nats_support::Worker;
+use nats_support::{worker, Worker};
 use primepool::{ClusterExecutor, Error, ExecutorExt, Future};
 
 /// Works 10 ms and returns `5 n + 2`.
@@ -18,7 +18,7 @@ fn steady(n: u32) -> u64 {
 
 /// Two one-slot workers of this test binary serving `url`.
 fn workers(url: &str) -> [Worker; 2] {
-    [Worker::spawn(url, 1), Worker::spawn(url, 1)]
+    [worker(url, 1), worker(url, 1)]
 }
 
 fn client(url: &str, deadline: Duration) -> ClusterExecutor {
@@ -42,7 +42,7 @@ fn check_all(futures: &[Future<u64>], first: u32) {
 
 #[test]
 fn tasks_queued_with_no_worker_survive_a_killed_and_restarted_broker() {
-    let mut server = nats_support::NatsServer::start();
+    let mut server = nats_support::server();
     let url = server.url();
     let client = client(&url, Duration::from_secs(60));
     let futures: Vec<Future<u64>> = (0..200)
@@ -53,14 +53,14 @@ fn tasks_queued_with_no_worker_survive_a_killed_and_restarted_broker() {
     std::thread::sleep(Duration::from_secs(1));
     server.stop();
     std::thread::sleep(Duration::from_secs(1));
-    server.restart();
+    server.restart().expect("the server starts again");
     let _workers = workers(&url);
     check_all(&futures, 0);
 }
 
 #[test]
 fn tasks_running_when_the_broker_is_killed_all_complete_after_its_restart() {
-    let mut server = nats_support::NatsServer::start();
+    let mut server = nats_support::server();
     let url = server.url();
     let client = client(&url, Duration::from_secs(60));
     let _workers = workers(&url);
@@ -78,7 +78,7 @@ fn tasks_running_when_the_broker_is_killed_all_complete_after_its_restart() {
     let done_before = futures.iter().filter(|f| f.done()).count();
     server.stop();
     std::thread::sleep(Duration::from_secs(1));
-    server.restart();
+    server.restart().expect("the server starts again");
     eprintln!("broker: killed with {done_before} of 400 done; restarted");
     check_all(&futures, 0);
 }
@@ -104,7 +104,7 @@ fn dropping_a_client_after_its_deadline_returns() {
 
 /// A client whose server was killed: its futures and a later submit fail clearly.
 fn broken_client_checks() -> ClusterExecutor {
-    let mut server = nats_support::NatsServer::start();
+    let mut server = nats_support::server();
     let url = server.url();
     let client = client(&url, Duration::from_secs(2));
     let futures: Vec<Future<u64>> = (0..20)

@@ -48,7 +48,7 @@ fn chaos_task(i: u32) -> u64 {
 /// One worker of this test binary with one slot, logging its executions to `log`.
 fn spawn_worker(url: &str, log: &Path) -> Worker {
     let log = log.to_string_lossy().into_owned();
-    Worker::spawn_with(url, 1, &[(LOG_VAR, log.as_str())])
+    nats_support::worker_with(url, 1, &[(LOG_VAR, log.as_str())])
 }
 
 /// A small deterministic generator (xorshift), seeded and printed so a run can be repeated.
@@ -74,7 +74,7 @@ fn executions(log: &Path) -> Vec<u32> {
 
 #[test]
 fn five_thousand_tasks_survive_random_worker_kills_each_resolving_once_with_its_value() {
-    let server = nats_support::NatsServer::start();
+    let server = nats_support::server();
     let url = server.url();
     let dir = std::env::temp_dir().join(format!("primepool-chaos-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

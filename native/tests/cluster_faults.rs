@@ -5,7 +5,7 @@ mod nats_support;
 
 use std::time::{Duration, Instant};
 
-use nats_support::{Cluster, NatsServer, Scratch, Worker, STARTUP};
+use nats_support::{server, worker, Cluster, Scratch, STARTUP};
 use primepool::{ClusterExecutor, Error, Executor, ExecutorExt};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(60));
@@ -46,7 +46,7 @@ fn a_worker_killed_mid_task_has_its_task_run_by_another() {
         "the task never started"
     );
     let first = cluster.workers[0].pid();
-    let second = Worker::spawn(&cluster.server.url(), 1);
+    let second = worker(&cluster.server.url(), 1);
     cluster.workers[0].kill();
     let pid = future.result(WAIT).expect("the task ran again elsewhere");
     assert_eq!(pid, second.pid(), "not the killed worker {first}");
@@ -79,7 +79,7 @@ fn a_task_whose_workers_keep_dying_fails_after_max_attempts_naming_them() {
 
 #[test]
 fn without_workers_a_timeout_is_timed_out_and_nothing_hangs() {
-    let server = NatsServer::start();
+    let server = server();
     let pool = ClusterExecutor::builder()
         .connect(server.url())
         .build()
@@ -97,7 +97,7 @@ fn without_workers_a_timeout_is_timed_out_and_nothing_hangs() {
     ));
     // Cancelled before any worker came, it never runs; dropping the pool does not wait.
     assert!(future.cancel());
-    let late = Worker::spawn(&server.url(), 1);
+    let late = worker(&server.url(), 1);
     pool.wait_for_workers(1, STARTUP).unwrap();
     assert_eq!(
         pool.submit(sleepy_whoami, 1).unwrap().result(WAIT),
@@ -107,10 +107,10 @@ fn without_workers_a_timeout_is_timed_out_and_nothing_hangs() {
 
 #[test]
 fn a_worker_of_a_different_build_receives_nothing() {
-    let server = NatsServer::start();
+    let server = server();
     let scratch = Scratch::new("foreign");
     let program = nats_support::foreign_build(scratch.path());
-    let _foreign = Worker::spawn_program(&program, &server.url(), 1, &[], None);
+    let _foreign = nats_support::worker_program(&program, &server.url(), 1, None);
     let pool = ClusterExecutor::builder()
         .connect(server.url())
         .max_workers(1)
@@ -124,7 +124,7 @@ fn a_worker_of_a_different_build_receives_nothing() {
         Ok(0),
         "the foreign worker does not count"
     );
-    let ours = Worker::spawn(&server.url(), 1);
+    let ours = worker(&server.url(), 1);
     assert_eq!(future.result(WAIT), Ok(ours.pid()));
 }
 
@@ -136,7 +136,10 @@ fn bad_addresses_and_options_are_clear_errors_not_hangs() {
     }
     let err = ClusterExecutor::builder().build().unwrap_err();
     assert!(err.to_string().contains(".connect("), "{err}");
-    let refused = format!("nats://127.0.0.1:{}", nats_support::free_port());
+    let refused = format!(
+        "nats://127.0.0.1:{}",
+        primepool::test_support::nats::free_port().unwrap()
+    );
     match ClusterExecutor::builder().connect(&refused).build() {
         Err(Error::Broken(why)) => assert!(why.contains("cannot connect"), "{why}"),
         other => panic!("expected a connection error, got {other:?}"),
@@ -226,7 +229,7 @@ fn a_sigterm_drains_the_worker_its_running_task_resolves_and_it_pulls_nothing_mo
         "the task never started"
     );
     let draining = cluster.workers[0].pid();
-    cluster.workers[0].signal(libc::SIGTERM);
+    cluster.workers[0].signal(libc::SIGTERM).unwrap();
     // Submitted after the signal: the draining worker must leave it to others.
     let second = pool.submit(sleepy_whoami, 1).unwrap();
     assert_eq!(first.result(WAIT), Ok(10), "the running task finished");
@@ -235,7 +238,7 @@ fn a_sigterm_drains_the_worker_its_running_task_resolves_and_it_pulls_nothing_mo
         .expect("the drained worker exits");
     assert_eq!(status.code(), Some(0), "{status}");
     assert!(!second.done(), "nobody else could have run it yet");
-    let next = Worker::spawn(&cluster.server.url(), 1);
+    let next = worker(&cluster.server.url(), 1);
     assert_eq!(
         second.result(WAIT),
         Ok(next.pid()),
@@ -279,7 +282,7 @@ fn publish_raw(port: u16, subject: &str, payload: &[u8]) {
 
 #[test]
 fn garbage_and_a_wrong_version_on_the_task_subject_are_rejected_and_the_worker_serves_on() {
-    let server = NatsServer::start();
+    let server = server();
     let pool = ClusterExecutor::builder()
         .connect(server.url())
         .max_workers(1)
@@ -296,7 +299,7 @@ fn garbage_and_a_wrong_version_on_the_task_subject_are_rejected_and_the_worker_s
     let scratch = Scratch::new("garbage");
     let stderr = scratch.path().join("worker.stderr");
     let exe = std::env::current_exe().unwrap();
-    let mut worker = Worker::spawn_program(&exe, &server.url(), 1, &[], Some(&stderr));
+    let mut worker = nats_support::worker_program(&exe, &server.url(), 1, Some(&stderr));
     assert_eq!(
         pool.submit(sleepy_whoami, 1).unwrap().result(WAIT),
         Ok(worker.pid()),

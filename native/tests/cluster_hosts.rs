@@ -208,7 +208,9 @@ fn the_server_two_workers_and_the_client_on_four_hosts_all_take_part() {
             .expect("a veth pair to the bridge");
     }
     let exe = std::env::current_exe().expect("the test binary's path");
-    let server_binary = nats_support::server_binary().unwrap_or_else(|e| panic!("{e}"));
+    let (_, worker_args) = primepool::test_support::worker_command().expect("the entry point");
+    let server_binary =
+        primepool::test_support::nats::server_binary().unwrap_or_else(|e| panic!("{e}"));
     std::fs::create_dir_all(&hosts.store).expect("a scratch store");
     let server = in_namespace(&format!("{tag}-srv"), &server_binary)
         .args(["-js", "-a", "10.231.0.1", "-p", "4222", "-sd"])
@@ -221,7 +223,7 @@ fn the_server_two_workers_and_the_client_on_four_hosts_all_take_part() {
     let url = "nats://10.231.0.1:4222";
     for host in ["wa", "wb"] {
         let worker = in_namespace(&format!("{tag}-{host}"), &exe)
-            .args(nats_support::WORKER_ARGS)
+            .args(&worker_args)
             .env("PRIMEPOOL_CLUSTER_WORKER", url)
             .env("PRIMEPOOL_CLUSTER_SLOTS", "1")
             .env(HOST_VAR, host)
