@@ -12,7 +12,7 @@
 //!
 //! Prints one JSON document on stdout (progress on stderr), with what the submit and seed
 //! phases cost per task (`cost`: CPU time of the server, the client process and the workers
-//! from `/proc/<pid>/stat`, and the server's messages in and out from its `/varz`). Run with
+//! from `/proc/<pid>/task/*/schedstat`, and the server's messages in and out from its `/varz`). Run with
 //! `cargo bench -p primepool --features cluster --bench cluster [-- --quick]`. This binary is
 //! its own cluster worker: `main` calls `run_worker_if_requested` before anything else, and
 //! the workers are started with `PRIMEPOOL_CLUSTER_WORKER` set.
@@ -43,24 +43,19 @@ fn spawn_worker(url: &str) -> Worker {
     Worker::spawn_command(std::process::Command::new(exe), url, 1).expect("a worker")
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`; 0 when unknown.
+/// CPU seconds a process's threads have run, from `/proc/<pid>/task/*/schedstat` (in
+/// nanoseconds, unlike `stat`'s clock ticks, which are too coarse for a 60 ms round); 0 when
+/// unknown. Threads that ended are not counted.
 fn cpu_s(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0.0;
     };
-    // After the command name (in parentheses, which may hold spaces): fields 3.., utime and
-    // stime are fields 14 and 15.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11..13]
-        .iter()
-        .filter_map(|t| t.parse::<f64>().ok())
+    let ns: u64 = threads
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    ticks / per_second
+    ns as f64 / 1e9
 }
 
 /// What one phase of the bench cost: CPU seconds of the server, this client process and the

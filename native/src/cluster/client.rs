@@ -273,7 +273,12 @@ pub(crate) async fn run(
     mut events: mpsc::UnboundedReceiver<Event>,
     mut replies: async_nats::Subscriber,
 ) {
-    let js = jetstream::new(client.clone());
+    // Room for a publish confirmation per task the in-flight bound admits: at async-nats's
+    // default (5,000) a long pipeline of submits would stall this loop, replies included,
+    // until confirmations came back.
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(shared.config.max_in_flight)
+        .build(client.clone());
     let (published_tx, mut published) = mpsc::unbounded_channel();
     let (probed_tx, mut probed) = mpsc::unbounded_channel();
     let mut me = Connection {
@@ -296,7 +301,7 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             biased;
-            Some(reply) = replies.next() => me.on_reply(&reply.payload).await,
+            Some(reply) = replies.next() => me.on_replies(&reply.payload).await,
             Some(done) = published.recv() => me.on_published(done),
             command = commands.recv() => match command {
                 Some(Command::Stop) | None => break,
@@ -460,14 +465,19 @@ impl Connection {
         });
     }
 
-    async fn on_reply(&mut self, bytes: &[u8]) {
-        let reply = match wire::decode::<Reply<'_>>(REPLY_TAG, bytes) {
-            Ok(reply) => reply,
-            Err(e) => {
-                log::warn!("primepool cluster client: ignored {e} on its reply subject");
-                return;
+    /// A message on the reply subject: one or more replies, in the order the worker sent them.
+    async fn on_replies(&mut self, bytes: &[u8]) {
+        match wire::decode_replies(bytes) {
+            Ok(replies) => {
+                for reply in replies {
+                    self.on_reply(reply).await;
+                }
             }
-        };
+            Err(e) => log::warn!("primepool cluster client: ignored {e} on its reply subject"),
+        }
+    }
+
+    async fn on_reply(&mut self, reply: Reply<'_>) {
         log::debug!("primepool client: {reply:?}");
         match reply {
             Reply::Started {

@@ -3,7 +3,8 @@
 //! another version is recognised and rejected rather than misread.
 //!
 //! - A [`Task`] travels on the image's task subject, through the JetStream work queue.
-//! - A [`Reply`] travels back on core NATS to the client's own subject: [`Reply::Started`]
+//! - [`Reply`]s travel back on core NATS to the client's own subject, one or more per
+//!   message ([`Replies`]: the tag, then each reply's postcard encoding): [`Reply::Started`]
 //!   when a worker begins the task, then [`Reply::Done`] with the encoded outcomes or
 //!   [`Reply::Failed`]. Both carry the JetStream ack subject of the delivery, which the client
 //!   acknowledges once it holds the answer.
@@ -18,8 +19,8 @@ use crate::process::protocol::Bytes;
 
 /// The tag of a task message, version 1.
 pub(crate) const TASK_TAG: [u8; 4] = *b"PPT\x01";
-/// The tag of a reply message, version 1.
-pub(crate) const REPLY_TAG: [u8; 4] = *b"PPR\x01";
+/// The tag of a reply message (one or more [`Reply`]s) or a [`Presence`], version 2.
+pub(crate) const REPLY_TAG: [u8; 4] = *b"PPR\x02";
 
 /// One task: a `submit` call or a `map` chunk. On the wire it follows the tag and the task's
 /// number (8 bytes, little-endian), which the client writes in last (see [`set_task_id`]), so
@@ -130,6 +131,59 @@ pub(crate) fn decode_task(bytes: &[u8]) -> Result<(u64, Task<'_>), String> {
     Ok((u64::from_le_bytes(*id), task))
 }
 
+/// One reply's postcard encoding, to go into a [`Replies`] message.
+pub(crate) fn encode_reply(reply: &Reply<'_>) -> Result<Vec<u8>, String> {
+    postcard::to_allocvec(reply).map_err(|e| e.to_string())
+}
+
+/// A reply message being filled: [`REPLY_TAG`], then encoded replies one after another.
+#[derive(Debug)]
+pub(crate) struct Replies(Vec<u8>);
+
+impl Replies {
+    /// A message with no reply yet.
+    pub(crate) fn new() -> Replies {
+        Replies(REPLY_TAG.to_vec())
+    }
+
+    /// Whether a message holding only `reply` fits in `max` bytes.
+    pub(crate) fn fits(reply: &[u8], max: usize) -> bool {
+        REPLY_TAG.len() + reply.len() <= max
+    }
+
+    /// Adds an encoded reply if the message then stays within `max` bytes; false otherwise.
+    pub(crate) fn push(&mut self, reply: &[u8], max: usize) -> bool {
+        if self.0.len() + reply.len() > max {
+            return false;
+        }
+        self.0.extend_from_slice(reply);
+        true
+    }
+
+    /// The message's bytes.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Decodes a reply message: every reply in it, in order; the first that does not decode ends
+/// it with an error.
+pub(crate) fn decode_replies(bytes: &[u8]) -> Result<Vec<Reply<'_>>, String> {
+    check_tag(REPLY_TAG, bytes)?;
+    let mut rest = &bytes[4..];
+    let mut replies = Vec::new();
+    while !rest.is_empty() {
+        let (reply, after) = postcard::take_from_bytes(rest)
+            .map_err(|e| format!("a malformed primepool reply ({e})"))?;
+        replies.push(reply);
+        rest = after;
+    }
+    if replies.is_empty() {
+        return Err("an empty primepool reply message".into());
+    }
+    Ok(replies)
+}
+
 /// `tag` followed by the postcard encoding of `message`.
 pub(crate) fn encode<T: Serialize>(tag: [u8; 4], message: &T) -> Result<Vec<u8>, String> {
     let out = tag.to_vec();
@@ -182,9 +236,27 @@ mod tests {
             ack: "$JS.ACK.a",
             outcome: Bytes(&[4]),
         };
-        let reply_bytes = encode(REPLY_TAG, &reply).unwrap();
-        assert_eq!(decode::<Reply<'_>>(REPLY_TAG, &reply_bytes).unwrap(), reply);
+        let started = Reply::Started {
+            id: 8,
+            worker: "h:1",
+            ack: "$JS.ACK.b",
+            probe: "primepool.x.worker.z",
+        };
+        let mut message = Replies::new();
+        assert!(message.push(&encode_reply(&reply).unwrap(), 1 << 20));
+        assert!(message.push(&encode_reply(&started).unwrap(), 1 << 20));
+        let full = message.0.len();
+        assert!(
+            !message.push(&encode_reply(&started).unwrap(), full + 1),
+            "a reply that would overflow the message is refused"
+        );
+        let reply_bytes = message.into_bytes();
+        assert_eq!(decode_replies(&reply_bytes).unwrap(), [reply, started]);
         assert!(decode_task(&reply_bytes).is_err(), "a reply is not a task");
+        assert!(decode_replies(&REPLY_TAG).is_err(), "no reply at all");
+        let mut cut = reply_bytes.clone();
+        cut.truncate(cut.len() - 2);
+        assert!(decode_replies(&cut).unwrap_err().contains("malformed"));
 
         let err = decode_task(b"hello world").unwrap_err();
         assert!(err.contains("not a primepool message"), "{err}");
@@ -195,9 +267,6 @@ mod tests {
         let err = decode_task(b"PPT\x01\0\0\0\0\0\0\0\0\xff\xff").unwrap_err();
         assert!(err.contains("malformed"), "{err}");
         assert!(decode_task(b"").is_err());
-        assert!(
-            decode::<Reply<'_>>(REPLY_TAG, &bytes).is_err(),
-            "a task is not a reply"
-        );
+        assert!(decode_replies(&bytes).is_err(), "a task is not a reply");
     }
 }

@@ -150,6 +150,10 @@ struct Worker {
     /// The moving average of task durations, once one finished.
     average: Option<Duration>,
     calls: crossbeam_channel::Sender<Call>,
+    /// Replies not sent yet: one message per client subject, each a [`wire::Replies`] that
+    /// grows until it would not fit in one message. Sent before the loop waits again, so a
+    /// `Done` and the next task's `Started` (or Dones that finish together) share a message.
+    outbox: Vec<(String, wire::Replies)>,
 }
 
 async fn serve(url: &str, slots: usize, access: Access) -> Result<(), Error> {
@@ -202,6 +206,7 @@ async fn serve(url: &str, slots: usize, access: Access) -> Result<(), Error> {
         next_key: 0,
         average: None,
         calls,
+        outbox: Vec::new(),
     };
     let mut pulling = true;
     let mut batch: Option<jetstream::consumer::pull::Batch> = None;
@@ -218,12 +223,19 @@ async fn serve(url: &str, slots: usize, access: Access) -> Result<(), Error> {
                 batch = worker.pull(&consumer, room).await;
             }
         }
+        worker.flush_replies().await;
         if !pulling && batch.is_none() && worker.held.is_empty() {
             break;
         }
         tokio::select! {
             biased;
-            Some(done) = finished.recv() => worker.finished(done).await,
+            Some(done) = finished.recv() => {
+                worker.finished(done).await;
+                // Whatever else finished meanwhile goes in the same reply message.
+                while let Ok(done) = finished.try_recv() {
+                    worker.finished(done).await;
+                }
+            }
             next = next_message(&mut batch) => match next {
                 Some(Ok(message)) => worker.received(message.message).await,
                 Some(Err(e)) => {
@@ -248,6 +260,7 @@ async fn serve(url: &str, slots: usize, access: Access) -> Result<(), Error> {
             _ = interrupt.recv() => pulling = false,
         }
     }
+    worker.flush_replies().await;
     let _ = worker.client.flush().await;
     drop(worker);
     for thread in threads {
@@ -353,16 +366,13 @@ impl Worker {
             let failure = Failure::Exhausted {
                 attempts: u32::try_from(delivered - 1).unwrap_or(u32::MAX),
             };
-            self.reply(
-                task.reply_to,
-                &Reply::Failed {
-                    id,
-                    ack: &ack,
-                    worker: &self.me,
-                    failure,
-                },
-            )
-            .await;
+            let failed = wire::encode_reply(&Reply::Failed {
+                id,
+                ack: &ack,
+                worker: &self.me,
+                failure,
+            });
+            self.queue(task.reply_to, failed);
             return;
         }
         log::debug!(
@@ -391,11 +401,11 @@ impl Worker {
             },
         );
         self.waiting.push_back(key);
-        self.dispatch().await;
+        self.dispatch();
     }
 
     /// Gives waiting tasks to free slots, saying `Started` for each.
-    async fn dispatch(&mut self) {
+    fn dispatch(&mut self) {
         while self.free > 0 {
             let Some(key) = self.waiting.pop_front() else {
                 return;
@@ -406,27 +416,18 @@ impl Worker {
             let Some(call) = held.call.take() else {
                 continue;
             };
-            let started = wire::encode(
-                REPLY_TAG,
-                &Reply::Started {
-                    id: held.id,
-                    worker: &self.me,
-                    ack: &held.ack,
-                    probe: &self.probe,
-                },
-            );
+            let started = wire::encode_reply(&Reply::Started {
+                id: held.id,
+                worker: &self.me,
+                ack: &held.ack,
+                probe: &self.probe,
+            });
             let reply_to = held.reply_to.clone();
             self.free -= 1;
             if self.calls.send(call).is_err() {
                 return;
             }
-            match started {
-                Ok(bytes) => self.send(&reply_to, bytes).await,
-                Err(e) => eprintln!(
-                    "primepool cluster worker {}: cannot encode a reply: {e}",
-                    self.me
-                ),
-            }
+            self.queue(&reply_to, started);
         }
     }
 
@@ -439,45 +440,42 @@ impl Worker {
         if let Some(held) = self.held.remove(&done.key) {
             log::debug!("primepool worker {}: finished task {}", self.me, held.id);
             let message = match &done.outcome {
-                Ok(outcome) => {
-                    let reply = Reply::Done {
-                        id: held.id,
-                        ack: &held.ack,
-                        outcome: Bytes(outcome),
-                    };
-                    wire::encode(REPLY_TAG, &reply)
-                        .map_err(|e| format!("the result could not be encoded: {e}"))
-                        .and_then(|bytes| {
-                            if bytes.len() > self.max_payload {
-                                Err(format!(
-                                    "the task's result takes {} bytes, more than one message \
-                                     can carry on this NATS server (max_payload {} bytes); \
-                                     return large data by reference (a path, a key)",
-                                    bytes.len(),
-                                    self.max_payload
-                                ))
-                            } else {
-                                Ok(bytes)
-                            }
-                        })
-                }
+                Ok(outcome) => wire::encode_reply(&Reply::Done {
+                    id: held.id,
+                    ack: &held.ack,
+                    outcome: Bytes(outcome),
+                })
+                .map_err(|e| format!("the result could not be encoded: {e}"))
+                .and_then(|bytes| {
+                    if wire::Replies::fits(&bytes, self.max_payload) {
+                        Ok(bytes)
+                    } else {
+                        Err(format!(
+                            "the task's result takes {} bytes, more than one message can \
+                             carry on this NATS server (max_payload {} bytes); return large \
+                             data by reference (a path, a key)",
+                            bytes.len(),
+                            self.max_payload
+                        ))
+                    }
+                }),
                 Err(e) => Err(e.to_string()),
             };
             match message {
-                Ok(bytes) => self.send(&held.reply_to, bytes).await,
+                Ok(bytes) => self.queue(&held.reply_to, Ok(bytes)),
                 Err(reason) => {
                     self.terminate(&held.ack).await;
-                    let failed = Reply::Failed {
+                    let failed = wire::encode_reply(&Reply::Failed {
                         id: held.id,
                         ack: &held.ack,
                         worker: &self.me,
                         failure: Failure::Error(reason),
-                    };
-                    self.reply(&held.reply_to, &failed).await;
+                    });
+                    self.queue(&held.reply_to, failed);
                 }
             }
         }
-        self.dispatch().await;
+        self.dispatch();
     }
 
     /// Extends the lease of every held task due for it.
@@ -532,23 +530,40 @@ impl Worker {
             .await;
     }
 
-    async fn reply(&self, subject: &str, reply: &Reply<'_>) {
-        match wire::encode(REPLY_TAG, reply) {
-            Ok(bytes) => self.send(subject, bytes).await,
-            Err(e) => eprintln!(
-                "primepool cluster worker {}: cannot encode a reply: {e}",
-                self.me
-            ),
+    /// Queues an encoded reply for `subject` (sent by [`flush_replies`](Self::flush_replies)),
+    /// in the open message for that subject when it still fits there.
+    fn queue(&mut self, subject: &str, reply: Result<Vec<u8>, String>) {
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                return eprintln!(
+                    "primepool cluster worker {}: cannot encode a reply: {e}",
+                    self.me
+                )
+            }
+        };
+        let max = self.max_payload;
+        if let Some((_, open)) = self.outbox.iter_mut().rev().find(|(to, _)| to == subject) {
+            if open.push(&reply, max) {
+                return;
+            }
         }
+        let mut message = wire::Replies::new();
+        message.push(&reply, usize::MAX);
+        self.outbox.push((subject.to_string(), message));
     }
 
-    async fn send(&self, subject: &str, bytes: Vec<u8>) {
-        if let Err(e) = self
-            .client
-            .publish(subject.to_string(), Payload::from(bytes))
-            .await
-        {
-            log::debug!("primepool worker: cannot send to {subject}: {e}");
+    /// Sends the queued replies, one message per client subject (or more when they would not
+    /// fit in one).
+    async fn flush_replies(&mut self) {
+        for (subject, message) in std::mem::take(&mut self.outbox) {
+            if let Err(e) = self
+                .client
+                .publish(subject.clone(), Payload::from(message.into_bytes()))
+                .await
+            {
+                log::debug!("primepool worker: cannot send to {subject}: {e}");
+            }
         }
     }
 }
