@@ -86,3 +86,4 @@ pub use crate::executor::{balanced_chunksize, factoring_chunks, ChunkFuture};
 pub use crate::future::Promise;
 pub use crate::job::Job;
 pub use crate::panic::{catch as catch_panic, payload_message as panic_message};
+pub use crate::spin::SpinBudget;

@@ -7,6 +7,7 @@
 //! wins and the others are no-ops. A [`Promise`] dropped without resolving its future resolves
 //! it with [`Error::Broken`], so a lost task can never leave a waiter hanging.
 
+use std::cell::Cell;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use crate::blocking;
 use crate::error::Error;
+use crate::spin::SpinBudget;
 
 /// The observable state of a [`Future`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +92,12 @@ struct Inner<T> {
     /// Set (under the lock) when the future becomes done, so a waiter can spin on it briefly
     /// without taking the lock.
     finished: AtomicBool,
+}
+
+thread_local! {
+    /// How long this thread waits awake for the next future it blocks on (a thread whose
+    /// waits are long, on long tasks, stops spinning after a few of them).
+    static WAIT_AWAKE: Cell<SpinBudget> = const { Cell::new(SpinBudget::new()) };
 }
 
 /// A handle to the eventual outcome of one task.
@@ -299,12 +307,13 @@ impl<T> Future<T> {
         if !blocking::allowed() {
             return Err(Error::WouldBlock);
         }
+        let began = web_time::Instant::now();
         if timeout != Some(Duration::ZERO) {
             drop(slot);
-            self.spin_briefly();
+            self.spin_briefly(began, timeout);
             slot = lock(&self.inner);
         }
-        let deadline = timeout.and_then(|t| web_time::Instant::now().checked_add(t));
+        let deadline = timeout.and_then(|t| began.checked_add(t));
         while !slot.is_done() {
             slot.blocked += 1;
             slot = match deadline {
@@ -328,20 +337,35 @@ impl<T> Future<T> {
             };
             slot.blocked -= 1;
         }
+        WAIT_AWAKE.with(|spin| spin.set(spin.get().after_wait(began.elapsed())));
         Ok(slot)
     }
 
-    /// Spins for a few microseconds waiting for the future to finish. A short task on another
-    /// core is usually done by then, and a blocked waiter's wake-up costs tens of microseconds
-    /// on a virtual machine; a long task loses only those few microseconds once.
-    fn spin_briefly(&self) {
-        for round in 0..8 {
+    /// Waits awake for the future to finish, for as long as this thread's budget allows
+    /// ([`WAIT_AWAKE`]) and never past `timeout` from `began`. A short task is usually done
+    /// by then, and a blocked waiter's wake-up costs tens of microseconds on a virtual
+    /// machine (more than a lone task's whole round trip to a worker process). After a few
+    /// pauses it yields the CPU between checks, so a runnable thread (often the one that
+    /// completes this future, e.g. a process pool's I/O thread) is not held up by the spinning.
+    fn spin_briefly(&self, began: web_time::Instant, timeout: Option<Duration>) {
+        let budget = WAIT_AWAKE.with(Cell::get).get();
+        let budget = timeout.map_or(budget, |t| t.min(budget));
+        let mut round = 0u32;
+        loop {
             if self.inner.finished.load(Ordering::Acquire) {
                 return;
             }
-            for _ in 0..(1 << round) {
-                std::hint::spin_loop();
+            if round < 5 {
+                // A few pauses first: a task on another CPU (a thread pool's) is often done
+                // within a microsecond, sooner than a yield returns.
+                (0..1u32 << round).for_each(|_| std::hint::spin_loop());
+                round += 1;
+                continue;
             }
+            if began.elapsed() >= budget {
+                return;
+            }
+            std::thread::yield_now();
         }
     }
 

@@ -45,6 +45,7 @@ mod panic;
 #[cfg(any(test, feature = "report"))]
 pub mod report;
 mod serial;
+mod spin;
 // The timer lives in `backend` (a host installs its driver); core's code names it from here.
 use backend::timer;
 mod wait;

@@ -406,9 +406,8 @@ fn echo_if_requested() {
     std::process::exit(0)
 }
 
-/// How long a spinning floor's ends wait awake before they sleep: the process pool's bound
-/// (`process::spin::SPIN_LIMIT`).
-const SPIN_LIMIT: Duration = Duration::from_micros(50);
+/// How long a spinning floor's ends wait awake before they sleep: the process pool's bound.
+const SPIN_LIMIT: Duration = primepool::backend::SpinBudget::LIMIT;
 
 /// Makes reads of `file` return `WouldBlock` instead of waiting.
 fn set_nonblocking(file: &File) {
