@@ -108,9 +108,10 @@ impl Registry {
         let count = jobs.len();
         let queued = self.queued.fetch_add(count, Ordering::SeqCst) + count;
         let unserved = queued.saturating_sub(self.waiting.load(Ordering::SeqCst));
-        // Start threads before sending: if not even one can start, the jobs are refused
-        // rather than queued where nothing would ever run them.
-        if let Err(e) = self.start_workers(unserved.min(count)) {
+        let wanted = unserved.min(count);
+        // One thread before sending: if not even one can start, the jobs are refused rather
+        // than queued where nothing would ever run them.
+        if let Err(e) = self.start_workers(wanted.min(1)) {
             self.queued.fetch_sub(count, Ordering::SeqCst);
             return Err(e);
         }
@@ -118,6 +119,13 @@ impl Registry {
             // Cannot fail: the receiver lives in `self`.
             let _ = sender.send(job);
         }
+        // The others once the jobs are queued, so that each finds work the moment it starts.
+        // A thread that finds none waits, then sleeps, and is woken when work comes onto a CPU
+        // the scheduler picks then, which may be the busy one of its sibling: on 2 CPUs two
+        // workers sharing one for a few milliseconds made the seed workload's median wander.
+        // (With one thread running these cannot fail: a thread that cannot start is logged
+        // and the running ones take the jobs.)
+        let _ = self.start_workers(wanted.saturating_sub(1));
         Ok(())
     }
 
