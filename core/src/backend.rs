@@ -82,7 +82,9 @@
 pub mod timer;
 
 pub use crate::call::{decode, encode, TaskFn};
-pub use crate::executor::{balanced_chunksize, factoring_chunks, ChunkFuture};
+pub use crate::executor::{
+    balanced_chunksize, factoring_chunks, factoring_chunks_capped, ChunkFuture,
+};
 pub use crate::future::Promise;
 pub use crate::job::Job;
 pub use crate::panic::{catch as catch_panic, payload_message as panic_message};

@@ -72,8 +72,27 @@ pub trait Executor: Send + Sync {
 /// assert!(factoring_chunks(0, 2).is_empty());
 /// ```
 pub fn factoring_chunks(items: usize, workers: usize) -> Vec<usize> {
+    factoring_chunks_capped(items, workers, 8)
+}
+
+/// [`factoring_chunks`] with another cap: no chunk holds more than `1 / share_parts` of a
+/// worker's share (`factoring_chunks` uses 8). A backend whose every chunk costs more (a
+/// network round trip, a broker's work) takes fewer, larger chunks with a smaller number;
+/// the schedule still halves what is left each round and ends on single inputs.
+///
+/// ```
+/// use primepool_core::backend::{factoring_chunks, factoring_chunks_capped};
+///
+/// assert_eq!(factoring_chunks_capped(100, 2, 8), factoring_chunks(100, 2));
+/// let larger = factoring_chunks_capped(100, 2, 4);
+/// assert_eq!(larger, [13, 13, 13, 13, 12, 12, 6, 6, 3, 3, 2, 2, 1, 1]);
+/// assert_eq!(larger.iter().sum::<usize>(), 100);
+/// ```
+pub fn factoring_chunks_capped(items: usize, workers: usize, share_parts: usize) -> Vec<usize> {
     let workers = workers.max(1);
-    let cap = items.div_ceil(workers.saturating_mul(8)).max(1);
+    let cap = items
+        .div_ceil(workers.saturating_mul(share_parts.max(1)))
+        .max(1);
     let mut sizes = Vec::new();
     let mut left = items;
     while left > 0 {

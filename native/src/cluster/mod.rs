@@ -303,6 +303,15 @@ impl Executor for ClusterExecutor {
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
         self.shared.shutdown(wait, cancel_futures);
     }
+
+    /// Factoring chunks twice the local pools' size at first (no chunk over a quarter of a
+    /// worker's share, where they take an eighth): every cluster task costs about half a
+    /// millisecond of CPU between the server, the client and the worker, and a round trip
+    /// before the worker has its next one, so fewer tasks pay (14 for 100 inputs on 2 slots
+    /// instead of 20); the schedule still ends on single inputs, so workers finish together.
+    fn auto_chunks(&self, items: usize) -> Vec<usize> {
+        primepool_core::backend::factoring_chunks_capped(items, self.max_workers, 4)
+    }
 }
 
 impl Drop for ClusterExecutor {
