@@ -10,11 +10,11 @@ mod data;
 mod quiet;
 mod render;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{cargo, root, run};
+use crate::util::{cargo, root, run, target_dir};
 use browser::Browser;
 use data::{CliReport, Cpython, CriterionFigures};
 
@@ -275,11 +275,6 @@ pub fn main(args: &[String]) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-/// cargo's target directory (`CARGO_TARGET_DIR` or `target/` under the workspace).
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
 /// Runs `primepool bench --json` on every backend with 2 workers, and reads its report.

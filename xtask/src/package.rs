@@ -126,6 +126,15 @@ pub fn check_packages() -> Result<(), String> {
             all.join("\n  ")
         ));
     }
+    // The verification builds each package against the others' fresh tarballs, but cargo
+    // takes a registry crate it compiled before (same name and version) as unchanged: after a
+    // change to core's API an earlier run's build of core would be linked, and fail. Start
+    // from no earlier packaging.
+    let packaged = crate::util::target_dir().join("package");
+    if packaged.exists() {
+        std::fs::remove_dir_all(&packaged)
+            .map_err(|e| format!("cannot remove {}: {e}", packaged.display()))?;
+    }
     // --allow-dirty: the check runs on work in progress too; CI's checkout is clean anyway.
     run(cargo().args(["publish", "--dry-run", "--workspace", "--allow-dirty"]))
 }

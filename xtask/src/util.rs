@@ -11,6 +11,11 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// cargo's target directory (`CARGO_TARGET_DIR` or `target/` under the workspace).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
 /// A `cargo` command run from the workspace root, using the cargo that runs xtask.
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
