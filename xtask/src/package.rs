@@ -126,17 +126,61 @@ pub fn check_packages() -> Result<(), String> {
             all.join("\n  ")
         ));
     }
-    // The verification builds each package against the others' fresh tarballs, but cargo
-    // takes a registry crate it compiled before (same name and version) as unchanged: after a
-    // change to core's API an earlier run's build of core would be linked, and fail. Start
-    // from no earlier packaging.
-    let packaged = crate::util::target_dir().join("package");
-    if packaged.exists() {
-        std::fs::remove_dir_all(&packaged)
-            .map_err(|e| format!("cannot remove {}: {e}", packaged.display()))?;
-    }
+    forget_earlier_packaging(&packages)?;
     // --allow-dirty: the check runs on work in progress too; CI's checkout is clean anyway.
     run(cargo().args(["publish", "--dry-run", "--workspace", "--allow-dirty"]))
+}
+
+/// Removes what earlier dry runs left that cargo would take for this run's packages.
+///
+/// The verification builds each package against the others' fresh tarballs, served from a
+/// temporary local registry. Cargo unpacks a local registry's crate into
+/// `$CARGO_HOME/registry/src/<registry>/<name>-<version>` and, when that folder exists, uses
+/// it without unpacking again (a registry crate of one version is assumed never to change).
+/// So after a change to core an earlier run's copy of core would be built, and the library's
+/// verification would fail on an API it does not have. Local registries' folders are the ones
+/// named without a host (`-<hash>`); crates.io's are left alone.
+fn forget_earlier_packaging(packages: &[(String, std::path::PathBuf)]) -> Result<(), String> {
+    let remove = |path: &Path| {
+        std::fs::remove_dir_all(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
+    };
+    let packaged = crate::util::target_dir().join("package");
+    if packaged.exists() {
+        remove(&packaged)?;
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let Some(unpacked) = cargo_home.map(|h| h.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&unpacked) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for krate in crates.flatten() {
+            let name = krate.file_name().to_string_lossy().into_owned();
+            if packages.iter().any(|(package, _)| {
+                name.strip_prefix(package.as_str())
+                    .is_some_and(is_version_suffix)
+            }) {
+                remove(&krate.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `rest` is what follows a package's name in an unpacked crate's folder: `-<version>`.
+fn is_version_suffix(rest: &str) -> bool {
+    rest.strip_prefix('-')
+        .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Crates a library-only dependent must never compile: the command's, not the library's.
@@ -231,6 +275,17 @@ pub fn check_platforms() -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::util::root;
+
+    #[test]
+    fn only_a_packages_own_unpacked_folders_are_its_versions() {
+        assert!(is_version_suffix("-0.1.0"));
+        assert!(
+            !is_version_suffix("-core-0.1.0"),
+            "primepool-core is not a primepool version"
+        );
+        assert!(!is_version_suffix("0.1.0"));
+        assert!(!is_version_suffix(""));
+    }
 
     #[test]
     fn tree_packages_counts_each_package_once() {
