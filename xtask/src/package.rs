@@ -128,53 +128,83 @@ pub fn check_packages() -> Result<(), String> {
     }
     forget_earlier_packaging(&packages)?;
     // --allow-dirty: the check runs on work in progress too; CI's checkout is clean anyway.
-    run(cargo().args(["publish", "--dry-run", "--workspace", "--allow-dirty"]))
+    run(cargo()
+        .args(["publish", "--dry-run", "--workspace", "--allow-dirty"])
+        .arg("--target-dir")
+        .arg(verify_target_dir()))
+}
+
+/// Where the dry run builds: a folder of its own, so its builds of the packaged crates are
+/// never mistaken for the workspace's.
+fn verify_target_dir() -> std::path::PathBuf {
+    crate::util::target_dir().join("publish-check")
 }
 
 /// Removes what earlier dry runs left that cargo would take for this run's packages.
 ///
 /// The verification builds each package against the others' fresh tarballs, served from a
-/// temporary local registry. Cargo unpacks a local registry's crate into
-/// `$CARGO_HOME/registry/src/<registry>/<name>-<version>` and, when that folder exists, uses
-/// it without unpacking again (a registry crate of one version is assumed never to change).
-/// So after a change to core an earlier run's copy of core would be built, and the library's
-/// verification would fail on an API it does not have. Local registries' folders are the ones
-/// named without a host (`-<hash>`); crates.io's are left alone.
+/// temporary local registry, and cargo takes a registry crate as unchanged once built or
+/// unpacked (one version of a registry crate is assumed never to change): after a change to
+/// core an earlier run's core would be linked into the library's verification and fail on an
+/// API it lacks. So the dry run's own build of our packages is forgotten (its other
+/// dependencies stay built), and so are our packages' unpacked copies under
+/// `$CARGO_HOME/registry/src/-<hash>/` (local registries; crates.io's folder is left alone).
 fn forget_earlier_packaging(packages: &[(String, std::path::PathBuf)]) -> Result<(), String> {
+    let ours = |name: &str| {
+        packages.iter().any(|(package, _)| {
+            let stem = package.replace('-', "_");
+            [package.as_str(), stem.as_str()].iter().any(|p| {
+                name.strip_prefix(p)
+                    .is_some_and(|rest| is_version_suffix(rest) || is_build_suffix(rest))
+            })
+        })
+    };
+    let mut folders = vec![crate::util::target_dir().join("package")];
+    for dir in ["debug/.fingerprint", "debug/deps", "debug/build"] {
+        folders.push(verify_target_dir().join(dir));
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    if let Some(home) = cargo_home {
+        if let Ok(registries) = std::fs::read_dir(home.join("registry").join("src")) {
+            folders.extend(
+                registries
+                    .flatten()
+                    .filter(|r| r.file_name().to_string_lossy().starts_with('-'))
+                    .map(|r| r.path()),
+            );
+        }
+    }
     let remove = |path: &Path| {
-        std::fs::remove_dir_all(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
+        let gone = if path.is_dir() {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        gone.map_err(|e| format!("cannot remove {}: {e}", path.display()))
     };
     let packaged = crate::util::target_dir().join("package");
     if packaged.exists() {
         remove(&packaged)?;
     }
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
-    let Some(unpacked) = cargo_home.map(|h| h.join("registry").join("src")) else {
-        return Ok(());
-    };
-    let Ok(registries) = std::fs::read_dir(&unpacked) else {
-        return Ok(());
-    };
-    for registry in registries.flatten() {
-        if !registry.file_name().to_string_lossy().starts_with('-') {
-            continue;
-        }
-        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+    for folder in &folders[1..] {
+        let Ok(entries) = std::fs::read_dir(folder) else {
             continue;
         };
-        for krate in crates.flatten() {
-            let name = krate.file_name().to_string_lossy().into_owned();
-            if packages.iter().any(|(package, _)| {
-                name.strip_prefix(package.as_str())
-                    .is_some_and(is_version_suffix)
-            }) {
-                remove(&krate.path())?;
+        for entry in entries.flatten() {
+            if ours(&entry.file_name().to_string_lossy()) {
+                remove(&entry.path())?;
             }
         }
     }
     Ok(())
+}
+
+/// Whether `rest` is what follows a crate's name in a build folder's entry: `-<hash>...`.
+fn is_build_suffix(rest: &str) -> bool {
+    rest.strip_prefix('-')
+        .is_some_and(|h| h.len() >= 16 && h.chars().take(16).all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Whether `rest` is what follows a package's name in an unpacked crate's folder: `-<version>`.
@@ -285,6 +315,10 @@ mod tests {
         );
         assert!(!is_version_suffix("0.1.0"));
         assert!(!is_version_suffix(""));
+        assert!(is_build_suffix("-fba2aec693097094"));
+        assert!(is_build_suffix("-fba2aec693097094.rmeta"));
+        assert!(!is_build_suffix("_core-fba2aec693097094"));
+        assert!(!is_build_suffix("-cli"));
     }
 
     #[test]
