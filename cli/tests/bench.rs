@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{bench_json, outputs, primepool, reference_seed_outputs};
+use support::{backend_names, bench_json, outputs, primepool, reference_seed_outputs};
 
 #[test]
 fn json_follows_the_schema_and_seed_outputs_equal_cpythons() {
@@ -49,10 +49,7 @@ fn every_backend_returns_cpythons_outputs_in_both_modes() {
         ]);
         assert_eq!(json["outputs_agree"], true);
         let results = json["results"].as_array().unwrap();
-        let names: Vec<&str> = results
-            .iter()
-            .map(|r| r["backend"].as_str().unwrap())
-            .collect();
+        let names = backend_names(&json);
         assert_eq!(
             names,
             ["serial", "processes", "rayon", "threads"],

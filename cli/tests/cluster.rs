@@ -12,7 +12,7 @@ use assert_cmd::cargo::CommandCargoExt;
 use primepool::test_support::nats::NatsServer;
 use serde_json::Value;
 
-use support::{bench_json, outputs, primepool, reference_seed_outputs};
+use support::{backend_names, bench_json, outputs, primepool, reference_seed_outputs};
 
 /// A `primepool worker --connect URL --slots 1` process.
 fn worker(url: &str) -> Child {
@@ -43,10 +43,7 @@ fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitS
 fn check_cluster_report(json: &Value) {
     assert_eq!(json["outputs_agree"], true);
     let results = json["results"].as_array().unwrap();
-    let names: Vec<&str> = results
-        .iter()
-        .map(|r| r["backend"].as_str().unwrap())
-        .collect();
+    let names = backend_names(json);
     assert_eq!(names, ["serial", "cluster"]);
     assert_eq!(outputs(&results[1]), reference_seed_outputs()[80..]);
 }

@@ -33,13 +33,12 @@ fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 #[test]
 fn a_worker_killed_mid_task_has_its_task_run_by_another() {
     let mut cluster = Cluster::start(1, 1);
-    let pool = cluster
-        .builder()
-        .lease(Duration::from_secs(1))
-        .max_workers(1)
-        .build()
-        .unwrap();
-    pool.wait_for_workers(1, STARTUP).unwrap();
+    let pool = cluster.executor_from(
+        cluster
+            .builder()
+            .lease(Duration::from_secs(1))
+            .max_workers(1),
+    );
     let future = pool.submit(sleepy_whoami, 1500).unwrap();
     assert!(
         eventually(STARTUP, || future.running()),
@@ -55,14 +54,13 @@ fn a_worker_killed_mid_task_has_its_task_run_by_another() {
 #[test]
 fn a_task_whose_workers_keep_dying_fails_after_max_attempts_naming_them() {
     let cluster = Cluster::start(3, 1);
-    let pool = cluster
-        .builder()
-        .lease(Duration::from_millis(500))
-        .max_attempts(2)
-        .max_workers(3)
-        .build()
-        .unwrap();
-    pool.wait_for_workers(3, STARTUP).unwrap();
+    let pool = cluster.executor_from(
+        cluster
+            .builder()
+            .lease(Duration::from_millis(500))
+            .max_attempts(2)
+            .max_workers(3),
+    );
     let err = pool.submit(exits, ()).unwrap().result(WAIT).unwrap_err();
     match &err {
         Error::AttemptsExhausted {
@@ -182,13 +180,12 @@ fn a_killed_workers_task_comes_back_long_before_its_lease_runs_out() {
     // A 30 s lease: waiting for it would take 30 s or more. The client probes the worker
     // running the task, hears "no responders" once it is gone, and gives the task back.
     let mut cluster = Cluster::start(2, 1);
-    let pool = cluster
-        .builder()
-        .lease(Duration::from_secs(30))
-        .max_workers(2)
-        .build()
-        .unwrap();
-    pool.wait_for_workers(2, STARTUP).unwrap();
+    let pool = cluster.executor_from(
+        cluster
+            .builder()
+            .lease(Duration::from_secs(30))
+            .max_workers(2),
+    );
     let scratch = Scratch::new("probe");
     let dir = scratch.path().to_string_lossy().into_owned();
     let future = pool.submit(marked_sleep, (dir, 2_000, 21)).unwrap();

@@ -53,3 +53,13 @@ pub fn outputs(result: &Value) -> Vec<u64> {
         .map(|v| v.as_u64().unwrap())
         .collect()
 }
+
+/// The backends of a `bench --json` document, in the order it ran them.
+pub fn backend_names(json: &Value) -> Vec<&str> {
+    json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["backend"].as_str().unwrap())
+        .collect()
+}

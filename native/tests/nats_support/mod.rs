@@ -130,11 +130,13 @@ impl Cluster {
 
     /// An executor whose workers are all connected.
     pub fn executor(&self, max_workers: usize) -> ClusterExecutor {
-        let pool = self
-            .builder()
-            .max_workers(max_workers)
-            .build()
-            .expect("a cluster executor");
+        self.executor_from(self.builder().max_workers(max_workers))
+    }
+
+    /// The executor `builder` (made from [`Cluster::builder`]) builds, once all this cluster's
+    /// workers are connected.
+    pub fn executor_from(&self, builder: primepool::cluster::ClusterBuilder) -> ClusterExecutor {
+        let pool = builder.build().expect("a cluster executor");
         let n = self.workers.len();
         pool.wait_for_workers(n, STARTUP)
             .unwrap_or_else(|e| panic!("{n} workers did not connect: {e}"));
