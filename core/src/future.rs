@@ -348,25 +348,10 @@ impl<T> Future<T> {
     /// pauses it yields the CPU between checks, so a runnable thread (often the one that
     /// completes this future, e.g. a process pool's I/O thread) is not held up by the spinning.
     fn spin_briefly(&self, began: web_time::Instant, timeout: Option<Duration>) {
-        let budget = WAIT_AWAKE.with(Cell::get).get();
-        let budget = timeout.map_or(budget, |t| t.min(budget));
-        let mut round = 0u32;
-        loop {
-            if self.inner.finished.load(Ordering::Acquire) {
-                return;
-            }
-            if round < 5 {
-                // A few pauses first: a task on another CPU (a thread pool's) is often done
-                // within a microsecond, sooner than a yield returns.
-                (0..1u32 << round).for_each(|_| std::hint::spin_loop());
-                round += 1;
-                continue;
-            }
-            if began.elapsed() >= budget {
-                return;
-            }
-            std::thread::yield_now();
-        }
+        let budget = WAIT_AWAKE.with(Cell::get);
+        let budget = timeout.map_or(budget, |t| budget.capped(t));
+        let finished = || self.inner.finished.load(Ordering::Acquire).then_some(());
+        let _ = budget.wait_awake(began, finished);
     }
 
     /// Wakes everyone waiting on this future. Call with the lock held, right after the

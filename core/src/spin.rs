@@ -41,6 +41,42 @@ impl SpinBudget {
         self.0
     }
 
+    /// This budget, or `at` if that is shorter (a wait with a timeout).
+    pub fn capped(self, at: Duration) -> Self {
+        SpinBudget(self.0.min(at))
+    }
+
+    /// Calls `check` until it returns `Some` or this budget, counted from `since`, is spent;
+    /// `None` when it ran out (the caller then sleeps; with no budget after one look). A few pauses come first (what is
+    /// awaited on another CPU is often there within a microsecond, sooner than a yield
+    /// returns), then the CPU is yielded between checks, so a runnable thread, often the one
+    /// that brings what is awaited, is never held up by the spinning.
+    pub fn wait_awake<T>(
+        self,
+        since: web_time::Instant,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let mut round = 0u32;
+        loop {
+            if let Some(found) = check() {
+                return Some(found);
+            }
+            if self.0.is_zero() {
+                // No budget: one look, no waiting at all.
+                return None;
+            }
+            if round < 5 {
+                (0..1u32 << round).for_each(|_| std::hint::spin_loop());
+                round += 1;
+                continue;
+            }
+            if since.elapsed() >= self.0 {
+                return None;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// The budget after a wait (asleep or not) that took `waited`.
     pub fn after_wait(self, waited: Duration) -> Self {
         SpinBudget(if waited <= Self::LIMIT {

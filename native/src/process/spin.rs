@@ -28,18 +28,10 @@ impl Spin {
 
     /// Calls `check` until it returns `Some` or the budget since `since` is spent, yielding
     /// the CPU between calls (so a runnable thread never waits for the spinner); `None` when
-    /// the budget ran out (the caller then sleeps).
-    pub(super) fn run<T>(&self, since: Instant, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-        loop {
-            if let Some(found) = check() {
-                return Some(found);
-            }
-            if since.elapsed() >= self.budget.get() {
-                return None;
-            }
-            std::hint::spin_loop();
-            std::thread::yield_now();
-        }
+    /// the budget ran out (the caller then sleeps). The loop is core's, the one a blocking
+    /// wait on a future uses.
+    pub(super) fn run<T>(&self, since: Instant, check: impl FnMut() -> Option<T>) -> Option<T> {
+        self.budget.wait_awake(since, check)
     }
 }
 
